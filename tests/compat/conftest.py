@@ -1,0 +1,188 @@
+"""Fixtures for the compatibility suite: run our `tiled` binary and point the
+pinned upstream Python client at it.
+
+Environment:
+  TILED_BIN   path to the server binary
+              (default: $HOME/.cache/tiled-rs/target/debug/tiled)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Settings that must be in place before the tiled client is imported.
+# Loopback traffic must never go through a proxy.
+_no_proxy = "127.0.0.1,localhost"
+for _var in ("NO_PROXY", "no_proxy"):
+    _cur = os.environ.get(_var)
+    os.environ[_var] = _no_proxy + ("," + _cur if _cur else "")
+# A server 5xx makes the client retry (10 attempts / 45 s by default): keep
+# that short so a server bug fails one test quickly instead of stalling.
+os.environ.setdefault("TILED_RETRY_ATTEMPTS", "2")
+os.environ.setdefault("TILED_RETRY_TIMEOUT", "5")
+# Credentials from the environment would change what the tests exercise.
+os.environ.pop("TILED_API_KEY", None)
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+DEFAULT_BIN = Path.home() / ".cache" / "tiled-rs" / "target" / "debug" / "tiled"
+TILED_BIN = Path(os.environ.get("TILED_BIN") or DEFAULT_BIN)
+API_KEY = "secret"
+STARTUP_TIMEOUT = 30.0
+PER_TEST_TIMEOUT = 120
+
+
+def pytest_collection_modifyitems(config, items):
+    # Nothing may hang CI: give every test a generous timeout unless it has one.
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(PER_TEST_TIMEOUT))
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, extra_args, env_extra=None):
+        if not TILED_BIN.exists():
+            pytest.fail(
+                f"tiled binary not found at {TILED_BIN}. Build it "
+                "(cargo build --bins) or set TILED_BIN to its path.",
+                pytrace=False,
+            )
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api = f"{self.url}/api/v1"
+        self._log = tempfile.NamedTemporaryFile(
+            prefix="tiled-compat-", suffix=".log", delete=False
+        )
+        env = dict(os.environ)
+        env.pop("TILED_SINGLE_USER_API_KEY", None)
+        env.update(env_extra or {})
+        self.args = [
+            str(TILED_BIN),
+            "serve",
+            "demo",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            *extra_args,
+        ]
+        self.proc = subprocess.Popen(
+            self.args,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        self._wait_ready()
+
+    def output(self) -> str:
+        self._log.flush()
+        try:
+            return Path(self._log.name).read_text(errors="replace")[-5000:]
+        except OSError:
+            return ""
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        last_err = None
+        with httpx.Client(trust_env=False, timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                rc = self.proc.poll()
+                if rc is not None:
+                    pytest.fail(
+                        f"server exited with code {rc} during startup\n"
+                        f"command: {' '.join(self.args)}\noutput:\n{self.output()}",
+                        pytrace=False,
+                    )
+                try:
+                    r = http.get(f"{self.url}/healthz")
+                    if r.status_code == 200 and r.json().get("status") == "ready":
+                        return
+                    last_err = f"/healthz answered {r.status_code}: {r.text[:200]}"
+                except (httpx.HTTPError, ValueError) as err:
+                    last_err = repr(err)
+                time.sleep(0.1)
+        self.stop()
+        pytest.fail(
+            f"server not ready after {STARTUP_TIMEOUT} s ({last_err})\n"
+            f"command: {' '.join(self.args)}\noutput:\n{self.output()}",
+            pytrace=False,
+        )
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def public_server():
+    server = Server([])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def private_server():
+    server = Server(["--private", "--api-key", API_KEY])
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(public_server):
+    """Base URL (scheme://host:port) of the public demo server."""
+    return public_server.url
+
+
+@pytest.fixture(scope="session")
+def api(public_server):
+    """`{base}/api/v1` of the public demo server."""
+    return public_server.api
+
+
+@pytest.fixture(scope="session")
+def client(public_server):
+    from tiled.client import from_uri
+
+    return from_uri(public_server.url)
+
+
+@pytest.fixture(scope="session")
+def dask_client(public_server):
+    from tiled.client import from_uri
+
+    return from_uri(public_server.url, structure_clients="dask")
+
+
+@pytest.fixture(scope="session")
+def http(public_server):
+    """A raw httpx client (no proxy, no retries) for wire-level checks."""
+    with httpx.Client(base_url=public_server.api, trust_env=False, timeout=60.0) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def private_http(private_server):
+    with httpx.Client(base_url=private_server.api, trust_env=False, timeout=60.0) as c:
+        yield c
