@@ -306,6 +306,12 @@ impl GeneratedArray {
             generate,
         }
     }
+
+    /// Set dimension names.
+    pub fn with_dims(mut self, dims: Vec<String>) -> Self {
+        self.structure.dims = Some(dims);
+        self
+    }
 }
 
 impl ArrayAdapter for GeneratedArray {

@@ -1,1 +1,274 @@
-//! placeholder
+//! Serializers by (structure family, media type), and content negotiation.
+//!
+//! The [`Registry`] is the single source of truth for what we can emit: the
+//! about document's `formats` and `aliases` are generated from it, `?format=`
+//! and `Accept` are resolved against it, and a miss produces the 406 that
+//! lists what is supported. Serializers see only data (an [`ArrayData`] or
+//! record batches), never HTTP.
+
+pub mod array_json;
+pub mod table;
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use tiled_adapters::ArrayData;
+use tiled_model::StructureFamily;
+
+/// What a serializer is given.
+pub enum Payload<'a> {
+    Array(&'a ArrayData),
+    Table {
+        schema: SchemaRef,
+        batches: &'a [RecordBatch],
+    },
+}
+
+/// Why a body could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// No requested media type is supported for this node (HTTP 406).
+    #[error(
+        "None of the media types requested by the client are supported. Supported: {}. Requested: {requested}.",
+        supported.join(", ")
+    )]
+    NotAcceptable {
+        supported: Vec<String>,
+        requested: String,
+    },
+    /// The format cannot represent this particular data (e.g. its shape).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Encoding failed: our bug.
+    #[error("{0}")]
+    Internal(String),
+}
+
+type EncodeFn = fn(&Payload<'_>) -> Result<Vec<u8>, FormatError>;
+
+/// One (family, media type) serializer.
+pub struct Serializer {
+    pub family: StructureFamily,
+    pub media_type: &'static str,
+    /// Short names accepted by `?format=`.
+    pub aliases: &'static [&'static str],
+    encode: EncodeFn,
+}
+
+impl Serializer {
+    /// Encode the payload.
+    ///
+    /// # Errors
+    /// [`FormatError::Unsupported`] if the data does not fit the format.
+    pub fn encode(&self, payload: &Payload<'_>) -> Result<Vec<u8>, FormatError> {
+        (self.encode)(payload)
+    }
+}
+
+pub const OCTET_STREAM: &str = "application/octet-stream";
+pub const JSON: &str = "application/json";
+pub const ARROW_FILE: &str = "application/vnd.apache.arrow.file";
+
+/// Every serializer we have, in preference order within a family.
+pub struct Registry {
+    serializers: Vec<Serializer>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            serializers: vec![
+                Serializer {
+                    family: StructureFamily::Array,
+                    media_type: OCTET_STREAM,
+                    aliases: &["bin", "octet-stream"],
+                    encode: |p| match p {
+                        Payload::Array(a) => Ok(a.bytes.clone()),
+                        _ => Err(FormatError::Internal(
+                            "array serializer given a table".into(),
+                        )),
+                    },
+                },
+                Serializer {
+                    family: StructureFamily::Array,
+                    media_type: JSON,
+                    aliases: &["json"],
+                    encode: |p| match p {
+                        Payload::Array(a) => array_json::encode(a),
+                        _ => Err(FormatError::Internal(
+                            "array serializer given a table".into(),
+                        )),
+                    },
+                },
+                Serializer {
+                    family: StructureFamily::Table,
+                    media_type: ARROW_FILE,
+                    aliases: &["arrow", "feather"],
+                    encode: table::encode_arrow_file,
+                },
+                Serializer {
+                    family: StructureFamily::Table,
+                    media_type: JSON,
+                    aliases: &["json"],
+                    encode: table::encode_json,
+                },
+            ],
+        }
+    }
+}
+
+impl Registry {
+    /// Media types for one family, in preference order.
+    pub fn formats(&self, family: StructureFamily) -> Vec<&'static str> {
+        self.serializers
+            .iter()
+            .filter(|s| s.family == family)
+            .map(|s| s.media_type)
+            .collect()
+    }
+
+    /// The about document's `formats`: every family, even those with none.
+    pub fn about_formats(&self) -> BTreeMap<&'static str, Vec<&'static str>> {
+        let mut out: BTreeMap<&'static str, Vec<&'static str>> = StructureFamily::ALL
+            .iter()
+            .map(|f| (f.as_str(), self.formats(*f)))
+            .collect();
+        out.insert("xarray_dataset", Vec::new());
+        out
+    }
+
+    /// The about document's `aliases`: family → media type → aliases.
+    pub fn about_aliases(
+        &self,
+    ) -> BTreeMap<&'static str, BTreeMap<&'static str, Vec<&'static str>>> {
+        let mut out: BTreeMap<&'static str, BTreeMap<&'static str, Vec<&'static str>>> =
+            StructureFamily::ALL
+                .iter()
+                .map(|f| (f.as_str(), BTreeMap::new()))
+                .collect();
+        for s in &self.serializers {
+            out.entry(s.family.as_str())
+                .or_default()
+                .insert(s.media_type, s.aliases.to_vec());
+        }
+        out
+    }
+
+    /// Pick the serializer for a node: `?format=` (media types or aliases,
+    /// comma-separated) wins over `Accept`; `Accept` is ordered by q-value;
+    /// `*/*` and a missing header mean the family's default; `type/*` takes
+    /// the first of that type.
+    ///
+    /// # Errors
+    /// [`FormatError::NotAcceptable`] listing the supported media types.
+    pub fn negotiate(
+        &self,
+        family: StructureFamily,
+        format: Option<&str>,
+        accept: Option<&str>,
+    ) -> Result<&Serializer, FormatError> {
+        let candidates: Vec<&Serializer> = self
+            .serializers
+            .iter()
+            .filter(|s| s.family == family)
+            .collect();
+        let not_acceptable = |requested: &str| FormatError::NotAcceptable {
+            supported: candidates
+                .iter()
+                .map(|s| s.media_type.to_string())
+                .collect(),
+            requested: requested.to_string(),
+        };
+        if let Some(format) = format.filter(|f| !f.trim().is_empty()) {
+            for want in format.split(',').map(str::trim) {
+                let want_type = want.split(';').next().unwrap_or("").trim();
+                if let Some(s) = candidates
+                    .iter()
+                    .find(|s| s.media_type == want_type || s.aliases.contains(&want_type))
+                {
+                    return Ok(s);
+                }
+            }
+            return Err(not_acceptable(format));
+        }
+        let accept = accept
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .unwrap_or("*/*");
+        let mut ranges: Vec<(f32, usize, &str)> = accept
+            .split(',')
+            .enumerate()
+            .filter_map(|(i, part)| {
+                let mut pieces = part.split(';');
+                let media = pieces.next()?.trim();
+                let q = pieces
+                    .filter_map(|p| p.trim().strip_prefix("q="))
+                    .filter_map(|q| q.trim().parse::<f32>().ok())
+                    .next()
+                    .unwrap_or(1.0);
+                (q > 0.0 && !media.is_empty()).then_some((q, i, media))
+            })
+            .collect();
+        ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, _, media) in &ranges {
+            let found = if *media == "*/*" || *media == "*" {
+                candidates.first()
+            } else if let Some(prefix) = media.strip_suffix("/*") {
+                candidates
+                    .iter()
+                    .find(|s| s.media_type.split('/').next() == Some(prefix))
+            } else {
+                candidates.iter().find(|s| s.media_type == *media)
+            };
+            if let Some(s) = found {
+                return Ok(s);
+            }
+        }
+        Err(not_acceptable(accept))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation() {
+        let r = Registry::default();
+        let a = StructureFamily::Array;
+        assert_eq!(r.negotiate(a, None, None).unwrap().media_type, OCTET_STREAM);
+        assert_eq!(
+            r.negotiate(a, Some("json"), Some(OCTET_STREAM))
+                .unwrap()
+                .media_type,
+            JSON
+        );
+        assert_eq!(
+            r.negotiate(
+                a,
+                None,
+                Some("text/html;q=0.9, application/json;q=0.5, */*;q=0.1")
+            )
+            .unwrap()
+            .media_type,
+            JSON
+        );
+        assert_eq!(
+            r.negotiate(StructureFamily::Table, None, Some("*/*"))
+                .unwrap()
+                .media_type,
+            ARROW_FILE
+        );
+        let err = r
+            .negotiate(a, Some("application/x-nope"), None)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("application/octet-stream"),
+            "{err}"
+        );
+        assert!(r.negotiate(a, None, Some("image/png")).is_err());
+        assert!(r.about_formats().contains_key("sparse"));
+    }
+}
