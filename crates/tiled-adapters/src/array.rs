@@ -164,6 +164,10 @@ impl Gather<'_> {
     }
 }
 
+/// The positions one block contributes along one axis: the block index and
+/// its (output position, position within the block) pairs.
+type BlockRun = (usize, Vec<(usize, usize)>);
+
 /// Read a selection by reading each block it touches and gathering from it.
 ///
 /// # Errors
@@ -178,7 +182,7 @@ pub fn read_via_blocks<A: ArrayAdapter + ?Sized>(
     let mut out = vec![0u8; counts.iter().product::<usize>() * itemsize];
     // For each axis: the blocks touched, each with its (out position,
     // position within the block) pairs.
-    let mut per_dim: Vec<Vec<(usize, Vec<(usize, usize)>)>> = Vec::with_capacity(sel.dims.len());
+    let mut per_dim: Vec<Vec<BlockRun>> = Vec::with_capacity(sel.dims.len());
     for (axis, d) in sel.dims.iter().enumerate() {
         let bounds: Vec<usize> = std::iter::once(0)
             .chain(st.chunks[axis].iter().scan(0, |acc, &c| {
@@ -186,7 +190,7 @@ pub fn read_via_blocks<A: ArrayAdapter + ?Sized>(
                 Some(*acc)
             }))
             .collect();
-        let mut groups: Vec<(usize, Vec<(usize, usize)>)> = Vec::new();
+        let mut groups: Vec<BlockRun> = Vec::new();
         for k in 0..d.count() {
             let p = d.source(k);
             // Block b holds [bounds[b], bounds[b+1]).

@@ -227,10 +227,10 @@ impl DataType {
         } else {
             digits.parse().map_err(|_| bad())?
         };
-        if let Some(u) = &units {
-            if !matches!(kind, Kind::Datetime | Kind::Timedelta) || !u.ends_with(']') {
-                return Err(bad());
-            }
+        if let Some(u) = &units
+            && (!matches!(kind, Kind::Datetime | Kind::Timedelta) || !u.ends_with(']'))
+        {
+            return Err(bad());
         }
         let valid_size = match kind {
             Kind::Bool | Kind::Bit => n == 1,

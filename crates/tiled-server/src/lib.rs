@@ -1,1 +1,277 @@
-//! placeholder
+//! The HTTP API of tiled-rs: `/api/v1/...` as the upstream Python client
+//! speaks it (see `shared/spec/tiled-wire.md`).
+//!
+//! Module map:
+//! - [`error`]: the one error type and its status-code table.
+//! - [`params`]: query-string access.
+//! - [`auth`]: single-user API-key authentication.
+//! - [`resource`]: node resources (attributes and links).
+//! - [`respond`]: JSON/msgpack documents, ETags, 304s.
+//! - [`routes`]: the handlers: about, metadata, search, distinct.
+//! - [`data`]: the data handlers: arrays and tables.
+//!
+//! Routing is done by hand in [`dispatch`] rather than by axum's router
+//! because Tiled paths must resolve with empty segments (`metadata//x`) and
+//! trailing slashes exactly as upstream does, which pattern routers
+//! normalise differently.
+
+pub mod auth;
+pub mod data;
+pub mod error;
+pub mod params;
+pub mod resource;
+pub mod respond;
+pub mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use tiled_adapters::{Node, NodeData};
+use tiled_formats::Registry;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
+
+pub use auth::{Access, AuthConfig};
+use error::ApiError;
+use params::Params;
+
+/// Upstream's default `response_bytesize_limit` (300 MB).
+pub const DEFAULT_RESPONSE_BYTESIZE_LIMIT: usize = 300_000_000;
+
+/// Everything that configures one server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub auth: AuthConfig,
+    /// Largest response body we agree to build, checked from the structure
+    /// before any data is read.
+    pub response_bytesize_limit: usize,
+}
+
+/// State shared by every request.
+pub struct App {
+    pub root: Node,
+    pub config: ServerConfig,
+    pub formats: Registry,
+}
+
+/// Build the router serving `root`.
+pub fn router(root: Node, config: ServerConfig) -> Router {
+    let app = Arc::new(App {
+        root,
+        config,
+        formats: Registry::default(),
+    });
+    // Small bodies are not worth compressing (upstream's threshold);
+    // images are compressed already.
+    let predicate = SizeAbove::new(1000)
+        .and(NotForContentType::GRPC)
+        .and(NotForContentType::IMAGES)
+        .and(NotForContentType::SSE);
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ready"})) }),
+        )
+        .fallback(dispatch)
+        .with_state(app)
+        .layer(
+            CompressionLayer::new()
+                .gzip(true)
+                .zstd(true)
+                .no_br()
+                .no_deflate()
+                .quality(CompressionLevel::Fastest)
+                .compress_when(predicate),
+        )
+}
+
+/// The request as the handlers see it.
+pub struct Request {
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub params: Params,
+    pub body: Bytes,
+    /// `{scheme}://{host}/api/v1`, from `X-Forwarded-*` or `Host`.
+    pub base: String,
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(',').next().unwrap_or("").trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let host = get("x-forwarded-host")
+        .or_else(|| get(header::HOST.as_str()))
+        .unwrap_or_else(|| "localhost".into());
+    let scheme = get("x-forwarded-proto").unwrap_or_else(|| "http".into());
+    format!("{scheme}://{host}/api/v1")
+}
+
+async fn dispatch(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match route(app, method, uri, headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+fn decode_segment(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+async fn route(
+    app: Arc<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let path = uri.path();
+    let Some(rest) = path.strip_prefix("/api/v1") else {
+        return Err(ApiError::NotFound("Not Found".into()));
+    };
+    if rest.is_empty() {
+        return Ok(Redirect::temporary("/api/v1/").into_response());
+    }
+    if !rest.starts_with('/') {
+        return Err(ApiError::NotFound("Not Found".into()));
+    }
+    let segments: Vec<String> = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode_segment)
+        .collect();
+    let req = Request {
+        method,
+        base: base_url(&headers),
+        params: Params::parse(uri.query()),
+        headers,
+        body,
+    };
+    let Some(first) = segments.first() else {
+        only(&req, &[Method::GET, Method::HEAD])?;
+        return routes::about(&app, &req);
+    };
+    let (name, node_path): (String, &[String]) = match first.as_str() {
+        "metadata" | "search" | "distinct" => (first.clone(), &segments[1..]),
+        "array" | "table" | "container" | "node" => match segments.get(1) {
+            Some(sub) => (format!("{first}/{sub}"), &segments[2..]),
+            None => return Err(ApiError::NotFound("Not Found".into())),
+        },
+        _ => return Err(ApiError::NotFound("Not Found".into())),
+    };
+    app.config.auth.authenticate(&req.headers, &req.params)?;
+    let node = resolve(&app.root, node_path)?;
+    let get_only = [Method::GET, Method::HEAD];
+    let get_or_post = [Method::GET, Method::HEAD, Method::POST];
+    match name.as_str() {
+        "metadata" => {
+            only(&req, &get_only)?;
+            routes::metadata(&req, node_path, &node)
+        }
+        "search" => {
+            only(&req, &get_only)?;
+            routes::search(&req, node_path, &node)
+        }
+        "distinct" => {
+            only(&req, &get_only)?;
+            routes::distinct(&req, &node)
+        }
+        "array/full" | "array/block" => {
+            only(&req, &get_only)?;
+            data::array(&app, &req, &node, name == "array/block").await
+        }
+        "table/partition" | "table/full" | "node/full" => {
+            only(&req, &get_or_post)?;
+            data::table(&app, &req, &node, name == "table/partition").await
+        }
+        "container/full" => {
+            only(&req, &get_or_post)?;
+            Err(match node.data {
+                NodeData::Container(_) => ApiError::NotAcceptable(
+                    "Exporting whole containers is not supported yet.".into(),
+                ),
+                _ => ApiError::NotFound("This node is not a container.".into()),
+            })
+        }
+        _ => Err(ApiError::NotFound("Not Found".into())),
+    }
+}
+
+fn only(req: &Request, methods: &[Method]) -> Result<(), ApiError> {
+    if methods.contains(&req.method) {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed(format!(
+            "Method {} is not allowed on this route.",
+            req.method
+        )))
+    }
+}
+
+/// Walk from the root along `path`. A table's columns resolve as array
+/// children (the client's `table["col"]`).
+///
+/// # Errors
+/// 404 `No such entry: [...]` when a segment is missing.
+pub fn resolve(root: &Node, path: &[String]) -> Result<Node, ApiError> {
+    let missing = || ApiError::NotFound(format!("No such entry: {path:?}"));
+    let mut node = root.clone();
+    for (i, key) in path.iter().enumerate() {
+        node = match &node.data {
+            NodeData::Container(c) => c.get(key).ok_or_else(missing)?,
+            NodeData::Table(t) if i + 1 == path.len() => {
+                Node::new(NodeData::Array(t.column_array(key).ok_or_else(missing)?))
+            }
+            _ => return Err(missing()),
+        };
+    }
+    Ok(node)
+}
+
+/// Serve `router` on `listener` until Ctrl-C (or SIGTERM), finishing
+/// in-flight requests.
+///
+/// # Errors
+/// I/O errors from the listener.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,89 @@
+//! Turning values and bytes into responses: JSON or msgpack by `Accept`,
+//! strong ETags, `If-None-Match` → 304, download filenames.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+pub const MSGPACK: &str = "application/x-msgpack";
+
+/// A strong ETag for `bytes`.
+pub fn etag_of(bytes: &[u8]) -> String {
+    format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(bytes))
+}
+
+/// Whether `If-None-Match` names `etag` (quoted or not, or `*`).
+fn not_modified(request: &HeaderMap, etag: &str) -> bool {
+    let bare = etag.trim_matches('"');
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|t| t == "*" || t == bare)
+}
+
+/// A body with a content type and an ETag; 304 if the caller has it already.
+pub fn bytes_response(
+    request: &HeaderMap,
+    content_type: &str,
+    body: Vec<u8>,
+    etag: Option<String>,
+) -> Response {
+    let etag = etag.unwrap_or_else(|| etag_of(&body));
+    let mut resp = if not_modified(request, &etag) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = Response::new(Body::from(body));
+        if let Ok(v) = HeaderValue::from_str(content_type) {
+            r.headers_mut().insert(header::CONTENT_TYPE, v);
+        }
+        r
+    };
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    resp
+}
+
+/// Whether the caller asked for msgpack (the client does for metadata).
+pub fn wants_msgpack(request: &HeaderMap) -> bool {
+    request
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| m.split(';').next().unwrap_or("").trim() == MSGPACK)
+}
+
+/// A document as msgpack (if asked for) or JSON.
+///
+/// # Errors
+/// 500 if encoding fails.
+pub fn document(request: &HeaderMap, value: &Value) -> Result<Response, ApiError> {
+    if wants_msgpack(request) {
+        let body = rmp_serde::to_vec_named(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(bytes_response(request, MSGPACK, body, None))
+    } else {
+        let body = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(bytes_response(request, "application/json", body, None))
+    }
+}
+
+/// Add `Content-Disposition: attachment; filename="..."`.
+pub fn with_filename(mut resp: Response, filename: Option<&str>) -> Response {
+    if let Some(name) = filename.filter(|n| !n.is_empty()) {
+        let safe: String = name
+            .chars()
+            .filter(|c| !c.is_control() && *c != '"' && *c != '\\' && *c != '/')
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+            resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    resp
+}

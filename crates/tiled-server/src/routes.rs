@@ -1,0 +1,209 @@
+//! Handlers for the about document, node metadata, search and distinct.
+
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
+use serde_json::{Value, json};
+use tiled_adapters::{DistinctRequest, Node, NodeData, SortKey};
+use tiled_model::Query;
+use tiled_model::query::QUERY_NAMES;
+
+use crate::error::ApiError;
+use crate::resource::RenderOptions;
+use crate::respond::document;
+use crate::{App, Request};
+
+/// The dialect of the Tiled API we speak (the client checks it is ≥ 0.2.4).
+pub const TILED_API_DIALECT: &str = "0.2.20";
+
+/// Upstream's cap on `page[limit]`; larger requests are clamped, not refused.
+pub const MAX_PAGE_LIMIT: usize = 300;
+/// Default `page[limit]`.
+pub const DEFAULT_PAGE_LIMIT: usize = 100;
+
+/// `GET /api/v1/`: what this server can do. Readable without credentials.
+///
+/// # Errors
+/// 500 only if encoding fails.
+pub fn about(app: &App, req: &Request) -> Result<Response, ApiError> {
+    let base = &req.base;
+    let doc = json!({
+        "api_version": 0,
+        "library_version": TILED_API_DIALECT,
+        "formats": app.formats.about_formats(),
+        "aliases": app.formats.about_aliases(),
+        "queries": QUERY_NAMES,
+        "authentication": {
+            "required": !app.config.auth.allow_anonymous,
+            "providers": [],
+            "links": null,
+        },
+        "links": {"self": base, "documentation": format!("{base}/docs")},
+        "meta": {
+            "root_path": "/api",
+            "server": format!("tiled-rs {}", env!("CARGO_PKG_VERSION")),
+        },
+    });
+    document(&req.headers, &doc)
+}
+
+/// `GET /api/v1/metadata/{path}`.
+///
+/// # Errors
+/// 400/422 for bad parameters.
+pub fn metadata(req: &Request, path: &[String], node: &Node) -> Result<Response, ApiError> {
+    let opts = RenderOptions::from_params(req.base.clone(), &req.params)?;
+    let resource = opts.resource(path, node)?;
+    let mut meta = json!({});
+    if let Some(root_path) = req.params.get("root_path") {
+        meta["root_path"] = json!(root_path);
+    }
+    document(
+        &req.headers,
+        &json!({"data": resource, "error": null, "links": null, "meta": meta}),
+    )
+}
+
+/// Parse `sort` (repeatable, each possibly comma-separated): `key`, `+key`
+/// ascending, `-key` descending; a bare `-`/`+` is the default order.
+///
+/// # Errors
+/// 422 for malformed items, 400 for duplicates or a default-order item that
+/// is not last.
+pub fn parse_sort(req: &Request) -> Result<Vec<SortKey>, ApiError> {
+    let mut out: Vec<SortKey> = Vec::new();
+    for item in req
+        .params
+        .all("sort")
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let (descending, key) = match item.as_bytes()[0] {
+            b'-' => (true, &item[1..]),
+            b'+' => (false, &item[1..]),
+            _ => (false, item),
+        };
+        if !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            return Err(ApiError::Unprocessable(format!(
+                "Invalid sort key {item:?}: use letters, digits, '_' and '.', with an optional leading '+' or '-'"
+            )));
+        }
+        if out.iter().any(|s| s.key == key) {
+            return Err(ApiError::BadRequest(format!(
+                "Sort key {key:?} is given more than once"
+            )));
+        }
+        if out.last().is_some_and(|s| s.key.is_empty()) {
+            return Err(ApiError::BadRequest(
+                "The default sort order ('-' or '+') must come last".into(),
+            ));
+        }
+        out.push(SortKey {
+            key: key.to_string(),
+            descending,
+        });
+    }
+    Ok(out)
+}
+
+fn container(node: &Node) -> Result<&dyn tiled_adapters::ContainerAdapter, ApiError> {
+    match &node.data {
+        NodeData::Container(c) => Ok(c.as_ref()),
+        _ => Err(ApiError::NotFound(
+            "This node is not a container, so it cannot be searched.".into(),
+        )),
+    }
+}
+
+/// `GET /api/v1/search/{path}`: one page of children matching the filters.
+///
+/// # Errors
+/// 404 for non-containers; 400/422 for bad parameters.
+pub fn search(req: &Request, path: &[String], node: &Node) -> Result<Response, ApiError> {
+    let c = container(node)?;
+    let opts = RenderOptions::from_params(req.base.clone(), &req.params)?;
+    let offset = match (
+        req.params.usize("page[offset]")?,
+        req.params.usize("page[cursor]")?,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "Give page[offset] or page[cursor], not both".into(),
+            ));
+        }
+        (o, c) => o.or(c).unwrap_or(0),
+    };
+    let limit = req
+        .params
+        .usize("page[limit]")?
+        .unwrap_or(DEFAULT_PAGE_LIMIT)
+        .min(MAX_PAGE_LIMIT);
+    let sort = parse_sort(req)?;
+    let queries = Query::parse_params(req.params.pairs())?;
+    let count_only = opts.fields.count_only();
+    let page = c.search(&queries, &sort, offset, if count_only { 0 } else { limit })?;
+    let mut data = Vec::with_capacity(page.entries.len());
+    let mut child_path = path.to_vec();
+    for (key, child) in &page.entries {
+        child_path.push(key.clone());
+        data.push(opts.resource(&child_path, child)?);
+        child_path.pop();
+    }
+    let p = RenderOptions::path(path);
+    let link = |o: usize| {
+        format!(
+            "{}/search/{p}?page[offset]={o}&page[limit]={limit}",
+            req.base
+        )
+    };
+    let count = page.count;
+    let links = json!({
+        "self": link(offset),
+        "first": link(0),
+        "next": (limit > 0 && offset + limit < count).then(|| link(offset + limit)),
+        "prev": (limit > 0 && offset > 0).then(|| link(offset.saturating_sub(limit))),
+        "last": (limit > 0).then(|| link(count.saturating_sub(1) / limit * limit)),
+    });
+    let mut resp = document(
+        &req.headers,
+        &json!({"data": data, "error": null, "links": links, "meta": {"count": count}}),
+    )?;
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("must-revalidate"),
+    );
+    Ok(resp)
+}
+
+/// `GET /api/v1/distinct/{path}`: distinct metadata values, families and
+/// specs among matching children.
+///
+/// # Errors
+/// 404 for non-containers; 400/422 for bad parameters.
+pub fn distinct(req: &Request, node: &Node) -> Result<Response, ApiError> {
+    let c = container(node)?;
+    let queries = Query::parse_params(req.params.pairs())?;
+    let metadata_keys: Vec<String> = req
+        .params
+        .all("metadata")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    for k in &metadata_keys {
+        tiled_model::query::validate_key(k)?;
+    }
+    let result = c.distinct(&DistinctRequest {
+        queries: &queries,
+        metadata_keys: &metadata_keys,
+        structure_families: req.params.bool("structure_families", false)?,
+        specs: req.params.bool("specs", false)?,
+        counts: req.params.bool("counts", false)?,
+    })?;
+    let value: Value =
+        serde_json::to_value(result).map_err(|e| ApiError::Internal(e.to_string()))?;
+    document(&req.headers, &value)
+}
