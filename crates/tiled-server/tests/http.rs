@@ -1,0 +1,570 @@
+//! HTTP-level behaviour of the API against the demo tree, without a socket:
+//! status codes, error bodies, negotiation, compression, auth, paging.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tiled_server::{AuthConfig, ServerConfig, router};
+use tower::ServiceExt;
+
+fn app_with(allow_anonymous: bool, limit: usize) -> Router {
+    router(
+        tiled_demo::demo_tree(),
+        ServerConfig {
+            auth: AuthConfig {
+                api_key: "secret".into(),
+                allow_anonymous,
+            },
+            response_bytesize_limit: limit,
+        },
+    )
+}
+
+fn app() -> Router {
+    app_with(true, tiled_server::DEFAULT_RESPONSE_BYTESIZE_LIMIT)
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body[..self.body.len().min(300)])
+            )
+        })
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+async fn send(app: &Router, req: Request<Body>) -> Reply {
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Reply {
+    send(
+        app,
+        Request::get(uri)
+            .header(header::HOST, "test")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+fn assert_error(r: &Reply, status: u16, needle: &str) {
+    assert_eq!(
+        r.status.as_u16(),
+        status,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let detail = r.json()["detail"].to_string();
+    assert!(detail.contains(needle), "{detail:?} lacks {needle:?}");
+}
+
+#[tokio::test]
+async fn about_lists_formats_from_the_registry_and_needs_no_key() {
+    let r = get(&app_with(false, 1000), "/api/v1/").await;
+    assert_eq!(r.status, 200);
+    let about = r.json();
+    assert_eq!(about["library_version"], "0.2.20");
+    assert_eq!(about["authentication"]["required"], true);
+    assert_eq!(about["links"]["self"], "http://test/api/v1");
+    assert!(
+        about["formats"]["array"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("application/octet-stream"))
+    );
+    assert!(
+        about["queries"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("access_tags_filter"))
+    );
+    let redirect = get(&app(), "/api/v1").await;
+    assert_eq!(redirect.status, 307);
+    assert_eq!(redirect.header("location"), Some("/api/v1/"));
+    assert_eq!(get(&app(), "/healthz").await.json()["status"], "ready");
+}
+
+#[tokio::test]
+async fn metadata_shapes_and_odd_paths() {
+    let a = app();
+    for uri in [
+        "/api/v1/metadata/nested/images/tiny_image",
+        "/api/v1/metadata//nested//images/tiny_image/",
+        "/api/v1/metadata/nested/images/tiny_image//",
+    ] {
+        let r = get(&a, uri).await;
+        assert_eq!(r.status, 200, "{uri}");
+        let d = &r.json()["data"];
+        assert_eq!(d["id"], "tiny_image");
+        assert_eq!(
+            d["attributes"]["ancestors"],
+            serde_json::json!(["nested", "images"])
+        );
+        assert_eq!(d["attributes"]["access_tags"], serde_json::json!([]));
+        assert_eq!(
+            d["attributes"]["structure"]["shape"],
+            serde_json::json!([50, 50])
+        );
+        assert_eq!(d["attributes"]["structure"]["resizable"], false);
+        assert_eq!(
+            d["links"]["block"],
+            "http://test/api/v1/array/block/nested/images/tiny_image?block={0},{1}"
+        );
+    }
+    let root = get(&a, "/api/v1/metadata/").await.json();
+    assert_eq!(root["data"]["id"], "");
+    assert_eq!(root["data"]["attributes"]["structure"]["count"], 5);
+    let scalar = get(&a, "/api/v1/metadata/scalars/pi").await.json();
+    assert_eq!(
+        scalar["data"]["links"]["block"],
+        "http://test/api/v1/array/block/scalars/pi?block="
+    );
+    assert_error(
+        &get(&a, "/api/v1/metadata/nope").await,
+        404,
+        "No such entry",
+    );
+    assert_error(
+        &get(&a, "/api/v1/metadata/scalars/pi/deeper").await,
+        404,
+        "No such entry",
+    );
+    let column = get(&a, "/api/v1/metadata/tables/short_table/x")
+        .await
+        .json();
+    assert_eq!(column["data"]["attributes"]["structure_family"], "array");
+}
+
+#[tokio::test]
+async fn metadata_as_msgpack_with_etag_and_304() {
+    let a = app();
+    let r = send(
+        &a,
+        Request::get("/api/v1/metadata/many")
+            .header(header::ACCEPT, "application/x-msgpack")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.header("content-type"), Some("application/x-msgpack"));
+    let v: Value = rmp_serde::from_slice(&r.body).unwrap();
+    assert_eq!(v["data"]["id"], "many");
+    let etag = r.header("etag").unwrap().to_string();
+    let again = send(
+        &a,
+        Request::get("/api/v1/metadata/many")
+            .header(header::ACCEPT, "application/x-msgpack")
+            .header(header::IF_NONE_MATCH, &etag)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+}
+
+#[tokio::test]
+async fn select_metadata_and_fields() {
+    let a = app();
+    let r = get(
+        &a,
+        "/api/v1/metadata/many/item_0007?select_metadata=nested.x",
+    )
+    .await;
+    assert_eq!(
+        r.json()["data"]["attributes"]["metadata"],
+        serde_json::json!({"selected": 0})
+    );
+    assert_error(
+        &get(&a, "/api/v1/metadata/many?select_metadata=%5B%5B").await,
+        400,
+        "select_metadata",
+    );
+    let keys = get(&a, "/api/v1/search/many?fields=&page%5Blimit%5D=2")
+        .await
+        .json();
+    let item = &keys["data"][0];
+    assert_eq!(item["attributes"]["metadata"], Value::Null);
+    assert_eq!(item["links"].as_object().unwrap().len(), 1);
+    let count = get(&a, "/api/v1/search/many?fields=count").await.json();
+    assert_eq!(count["data"], serde_json::json!([]));
+    assert_eq!(count["meta"]["count"], 1000);
+}
+
+#[tokio::test]
+async fn search_paging_links_and_clamping() {
+    let a = app();
+    let first = get(&a, "/api/v1/search/many?page%5Blimit%5D=1000").await;
+    assert_eq!(first.status, 200);
+    let body = first.json();
+    assert_eq!(
+        body["data"].as_array().unwrap().len(),
+        300,
+        "limit clamped to 300"
+    );
+    assert_eq!(
+        body["links"]["next"],
+        "http://test/api/v1/search/many?page[offset]=300&page[limit]=300"
+    );
+    let last = get(
+        &a,
+        "/api/v1/search/many?page%5Boffset%5D=900&page%5Blimit%5D=300",
+    )
+    .await
+    .json();
+    assert_eq!(last["data"].as_array().unwrap().len(), 100);
+    assert_eq!(last["links"]["next"], Value::Null);
+    assert_eq!(last["data"][99]["id"], "item_0999");
+    let reversed = get(&a, "/api/v1/search/many?sort=-&page%5Blimit%5D=1&fields=")
+        .await
+        .json();
+    assert_eq!(reversed["data"][0]["id"], "item_0999");
+    let by_score = get(
+        &a,
+        "/api/v1/search/many?sort=-score&page%5Blimit%5D=2&fields=",
+    )
+    .await
+    .json();
+    assert_eq!(by_score["data"][1]["id"], "item_0998");
+    assert_error(&get(&a, "/api/v1/search/many?sort=a;b").await, 422, "sort");
+    assert_error(
+        &get(&a, "/api/v1/search/many?sort=a&sort=a").await,
+        400,
+        "more than once",
+    );
+    assert_error(&get(&a, "/api/v1/search/many?sort=-,a").await, 400, "last");
+    assert_error(
+        &get(&a, "/api/v1/search/many?page%5Boffset%5D=-1").await,
+        422,
+        "page[offset]",
+    );
+    assert_error(
+        &get(&a, "/api/v1/search/scalars/pi").await,
+        404,
+        "not a container",
+    );
+}
+
+#[tokio::test]
+async fn filters_and_their_errors() {
+    let a = app();
+    let r = get(
+        &a,
+        "/api/v1/search/many?fields=&filter%5Beq%5D%5Bcondition%5D%5Bkey%5D=color&filter%5Beq%5D%5Bcondition%5D%5Bvalue%5D=%22red%22&filter%5Bcomparison%5D%5Bcondition%5D%5Boperator%5D=lt&filter%5Bcomparison%5D%5Bcondition%5D%5Bkey%5D=score&filter%5Bcomparison%5D%5Bcondition%5D%5Bvalue%5D=2",
+    )
+    .await
+    .json();
+    let ids: Vec<&str> = r["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["item_0000", "item_0003", "item_0006"]);
+    assert_error(
+        &get(
+            &a,
+            "/api/v1/search/many?filter%5Beq%5D%5Bcondition%5D%5Bkey%5D=color",
+        )
+        .await,
+        400,
+        "missing 'value'",
+    );
+    assert_error(
+        &get(&a, "/api/v1/search/many?filter%5Bregex%5D%5Bcondition%5D%5Bkey%5D=name&filter%5Bregex%5D%5Bcondition%5D%5Bpattern%5D=(").await,
+        400,
+        "regex",
+    );
+    let distinct = get(
+        &a,
+        "/api/v1/distinct/many?metadata=group&structure_families=true&counts=true",
+    )
+    .await
+    .json();
+    assert_eq!(distinct["metadata"]["group"].as_array().unwrap().len(), 10);
+    assert_eq!(distinct["structure_families"][0]["count"], 500);
+    assert_eq!(distinct["specs"], Value::Null);
+}
+
+#[tokio::test]
+async fn array_reads_blocks_slices_and_errors() {
+    let a = app();
+    let r = get(
+        &a,
+        "/api/v1/array/full/dtypes/int64_2d?slice=1:3,::-10&expected_shape=2,3",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), 2 * 3 * 8);
+    let json = get(
+        &a,
+        "/api/v1/array/full/dtypes/int64_2d?slice=1:3,::-10&format=json",
+    )
+    .await
+    .json();
+    let first = i64::from_le_bytes(r.body[..8].try_into().unwrap());
+    assert_eq!(json[0][0], first);
+    assert_eq!(json[0][0], tiled_demo::mix(59, 30) as i64);
+    let block = get(
+        &a,
+        "/api/v1/array/block/dtypes/int64_2d?block=2,2&expected_shape=6,8",
+    )
+    .await;
+    assert_eq!(block.status, 200);
+    assert_eq!(block.body.len(), 6 * 8 * 8);
+    let scalar = get(
+        &a,
+        "/api/v1/array/block/scalars/answer?block=&expected_shape=scalar",
+    )
+    .await;
+    assert_eq!(scalar.body, 42i64.to_le_bytes());
+    assert_error(
+        &get(&a, "/api/v1/array/block/dtypes/int64_2d?block=3,0").await,
+        422,
+        "out of range",
+    );
+    assert_error(
+        &get(&a, "/api/v1/array/block/dtypes/int64_2d?block=0").await,
+        422,
+        "indices",
+    );
+    assert_error(
+        &get(&a, "/api/v1/array/block/dtypes/int64_2d?block=a").await,
+        422,
+        "block",
+    );
+    assert_error(
+        &get(&a, "/api/v1/array/block/dtypes/int64_2d").await,
+        422,
+        "block",
+    );
+    assert_error(
+        &get(&a, "/api/v1/array/full/dtypes/int64_2d?slice=a:b").await,
+        422,
+        "slice",
+    );
+    assert_error(
+        &get(&a, "/api/v1/array/full/dtypes/int64_2d?slice=...").await,
+        422,
+        "slice",
+    );
+    assert_error(
+        &get(&a, "/api/v1/array/full/dtypes/int64_2d?slice=0,0,0").await,
+        422,
+        "too many",
+    );
+    assert_error(
+        &get(&a, "/api/v1/array/full/dtypes/int64_2d?slice=20").await,
+        422,
+        "out of bounds",
+    );
+    assert_error(
+        &get(&a, "/api/v1/array/full/dtypes/int64_2d?expected_shape=3,3").await,
+        422,
+        "expected_shape",
+    );
+    assert_error(
+        &get(
+            &a,
+            "/api/v1/array/full/dtypes/int64_2d?format=application/x-nope",
+        )
+        .await,
+        406,
+        "application/octet-stream",
+    );
+    assert_error(
+        &get(&a, "/api/v1/array/full/tables/short_table").await,
+        404,
+        "not an array",
+    );
+}
+
+#[tokio::test]
+async fn size_limit_is_checked_before_reading() {
+    let small = app_with(true, 1000);
+    assert_error(
+        &get(&small, "/api/v1/array/full/nested/images/big_image").await,
+        400,
+        "slice",
+    );
+    assert_eq!(
+        get(
+            &small,
+            "/api/v1/array/full/nested/images/big_image?slice=0:10,0:10"
+        )
+        .await
+        .status,
+        200
+    );
+    assert_error(
+        &get(&small, "/api/v1/table/full/tables/long_table").await,
+        400,
+        "column",
+    );
+}
+
+#[tokio::test]
+async fn tables_partitions_and_columns() {
+    let a = app();
+    let r = get(
+        &a,
+        "/api/v1/table/partition/tables/long_table?partition=4&column=x&column=i",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let reader =
+        arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(r.body.clone()), None).unwrap();
+    let batches: Vec<_> = reader.map(|b| b.unwrap()).collect();
+    assert_eq!(batches[0].num_rows(), 20_000);
+    assert_eq!(batches[0].schema().field(0).name(), "x");
+    let post = send(
+        &a,
+        Request::post("/api/v1/table/partition/tables/long_table?partition=4")
+            .body(Body::from(r#"["x", "i"]"#))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(post.body, r.body);
+    let json = get(
+        &a,
+        "/api/v1/table/full/tables/short_table?format=json&column=label",
+    )
+    .await
+    .json();
+    assert_eq!(json["label"][3], "s3");
+    assert_error(
+        &get(&a, "/api/v1/table/partition/tables/long_table?partition=5").await,
+        400,
+        "Partition out of range",
+    );
+    assert_error(
+        &get(&a, "/api/v1/table/partition/tables/long_table").await,
+        400,
+        "partition",
+    );
+    assert_error(
+        &get(
+            &a,
+            "/api/v1/table/partition/tables/long_table?partition=0&column=nope",
+        )
+        .await,
+        400,
+        "No such field",
+    );
+    assert_error(
+        &get(
+            &a,
+            "/api/v1/table/partition/tables/long_table?partition=0&column=x&field=i",
+        )
+        .await,
+        400,
+        "not both",
+    );
+}
+
+#[tokio::test]
+async fn compression_is_negotiated() {
+    let a = app();
+    for enc in ["gzip", "zstd"] {
+        let r = send(
+            &a,
+            Request::get("/api/v1/search/many")
+                .header(header::ACCEPT_ENCODING, enc)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(r.header("content-encoding"), Some(enc));
+    }
+    let small = send(
+        &a,
+        Request::get("/api/v1/array/full/scalars/pi")
+            .header(header::ACCEPT_ENCODING, "gzip")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        small.header("content-encoding"),
+        None,
+        "tiny bodies stay plain"
+    );
+    let none = send(
+        &a,
+        Request::get("/api/v1/search/many")
+            .header(header::ACCEPT_ENCODING, "lz4")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(none.header("content-encoding"), None);
+}
+
+#[tokio::test]
+async fn api_key_required_when_private() {
+    let a = app_with(false, 1000);
+    let r = get(&a, "/api/v1/metadata/").await;
+    assert_error(&r, 401, "Not enough permissions");
+    assert!(r.header("www-authenticate").is_some());
+    assert_error(
+        &get(&a, "/api/v1/metadata/?api_key=wrong").await,
+        401,
+        "Invalid API key",
+    );
+    assert_eq!(
+        get(&a, "/api/v1/metadata/?api_key=secret").await.status,
+        200
+    );
+    let header_auth = send(
+        &a,
+        Request::get("/api/v1/metadata/")
+            .header(header::AUTHORIZATION, "Apikey secret")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(header_auth.status, 200);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let a = app();
+    assert_error(&get(&a, "/api/v1/nope/x").await, 404, "Not Found");
+    let del = send(
+        &a,
+        Request::delete("/api/v1/metadata/many")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_error(&del, 405, "not allowed");
+}
