@@ -69,7 +69,8 @@ class Server:
             prefix="tiled-compat-", suffix=".log", delete=False
         )
         env = dict(os.environ)
-        env.pop("TILED_SINGLE_USER_API_KEY", None)
+        for var in ("TILED_SINGLE_USER_API_KEY", "TILED_RESPONSE_BYTESIZE_LIMIT", "TILED_HOST", "TILED_PORT"):
+            env.pop(var, None)
         env.update(env_extra or {})
         self.args = [
             str(TILED_BIN),

@@ -54,7 +54,7 @@ def _walk(node, path, seen):
         assert tuple(node.shape) == spec.shape, path
         assert node.dtype == spec.dtype, path
         assert tuple(tuple(c) for c in node.chunks) == spec.chunks, path
-        assert node.dims == spec.dims, path
+        assert (list(node.dims) if node.dims is not None else None) == spec.dims, path
         seen.add(path)
     elif path in TABLES:
         spec = TABLES[path]
@@ -136,3 +136,36 @@ def test_path_parts_and_uri(client, path):
     node = client[path]
     assert node.path_parts == path.split("/")
     assert node.uri.endswith("/api/v1/metadata/" + path)
+
+
+def test_from_uri_api_url(public_server):
+    from tiled.client import from_uri
+
+    c = from_uri(f"{public_server.url}/api/v1")
+    assert list(c) == CONTAINERS[""]
+
+
+def test_from_uri_pointing_at_node(public_server):
+    from tiled.client import from_uri
+
+    node = from_uri(f"{public_server.url}/api/v1/metadata/nested/images")
+    assert node.structure_family == "container"
+    assert list(node) == CONTAINERS["nested/images"]
+    np.testing.assert_array_equal(
+        node["tiny_image"].read(), ARRAYS["nested/images/tiny_image"].full()
+    )
+
+
+def test_from_uri_pointing_at_array(public_server):
+    from tiled.client import from_uri
+
+    node = from_uri(f"{public_server.url}/api/v1/metadata/dtypes/int32")
+    assert node.structure_family == "array"
+    np.testing.assert_array_equal(node.read(), ARRAYS["dtypes/int32"].full())
+
+
+def test_from_uri_include_data_sources(public_server):
+    from tiled.client import from_uri
+
+    c = from_uri(public_server.url, include_data_sources=True)
+    np.testing.assert_array_equal(c["dtypes/uint8"].read(), ARRAYS["dtypes/uint8"].full())

@@ -170,13 +170,6 @@ def test_sorted_last_uses_reversed_sort(client):
     assert node.keys()[-1] == sorted_keys(("color", 1), ("i", -1))[-1]
 
 
-def test_sort_with_ascending_descending_sentinels(client):
-    from tiled.client import ASCENDING, DESCENDING
-
-    node = client["many"].sort(("group", ASCENDING), ("score", DESCENDING))
-    assert list(node) == sorted_keys(("group", 1), ("score", -1))
-
-
 def test_sort_then_search(client):
     node = client["many"].sort(("score", -1)).search(Eq("group", 0))
     assert list(node) == [e["key"] for e in reversed(MANY) if e["metadata"]["group"] == 0]
