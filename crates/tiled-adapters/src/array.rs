@@ -417,6 +417,20 @@ mod tests {
     }
 
     #[test]
+    fn in_memory_and_generated_arrays_conform() {
+        let shape = [7, 5, 4];
+        let direct = MemoryArray::new(
+            iota(&shape),
+            ArrayStructure::regular_chunks(&shape, &[3, 5, 3]),
+        )
+        .unwrap();
+        crate::conformance::check_array("memory", &direct, usize::MAX);
+        let gen_arr = generated(&shape, vec![vec![3, 3, 1], vec![2, 3], vec![1, 1, 2]]);
+        crate::conformance::check_array("generated", &gen_arr, usize::MAX);
+        crate::conformance::check_array("generated, no full read", &gen_arr, 0);
+    }
+
+    #[test]
     fn zero_dimensional() {
         let a = MemoryArray::new(
             ArrayData::new(

@@ -7,12 +7,14 @@
 //! - [`node`]: [`Node`], [`ContainerAdapter`] (`get`, `search`, `distinct`),
 //!   [`MemoryContainer`].
 //! - [`search`]: query evaluation for in-memory trees.
+//! - [`conformance`]: the checks every adapter's tests run.
 //!
 //! Adapters are synchronous: the server calls them on blocking threads, so a
 //! reader may do file I/O or CPU work without stalling the async runtime.
 //! They never serialize (that is `tiled-formats`) and never see HTTP.
 
 pub mod array;
+pub mod conformance;
 pub mod node;
 pub mod search;
 pub mod table;

@@ -303,6 +303,11 @@ mod tests {
     }
 
     #[test]
+    fn memory_table_conforms() {
+        crate::conformance::check_table("memory", &table());
+    }
+
+    #[test]
     fn columns_become_arrays() {
         let t = table();
         let a = t.column_array("a").unwrap();

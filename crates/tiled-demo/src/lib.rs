@@ -481,6 +481,33 @@ mod tests {
         assert_eq!(got.bytes[..8], unit(50, 22).to_be_bytes());
     }
 
+    /// Every array and table of the demo passes the adapter conformance
+    /// suite (big arrays by sampled blocks and windowed slices).
+    #[test]
+    fn every_demo_node_conforms() {
+        fn walk(path: String, node: &Node, seen: &mut usize) {
+            match &node.data {
+                NodeData::Container(c) => {
+                    let page = c.search(&[], &[], 0, usize::MAX).unwrap();
+                    for (k, child) in page.entries.iter().take(40) {
+                        walk(format!("{path}/{k}"), child, seen);
+                    }
+                }
+                NodeData::Array(a) => {
+                    tiled_adapters::conformance::check_array(&path, a.as_ref(), 1 << 20);
+                    *seen += 1;
+                }
+                NodeData::Table(t) => {
+                    tiled_adapters::conformance::check_table(&path, t.as_ref());
+                    *seen += 1;
+                }
+            }
+        }
+        let mut seen = 0;
+        walk(String::new(), &demo_tree(), &mut seen);
+        assert!(seen > 40, "walked {seen} data nodes");
+    }
+
     #[test]
     fn mix_matches_reference_values() {
         // splitmix64 of 0 with seed 1 is the well-known first output of a

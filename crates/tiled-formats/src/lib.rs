@@ -16,12 +16,13 @@ use arrow_schema::SchemaRef;
 use tiled_adapters::ArrayData;
 use tiled_model::StructureFamily;
 
-/// What a serializer is given.
-pub enum Payload<'a> {
-    Array(&'a ArrayData),
+/// What a serializer is given. Owned, so a serializer whose output is the
+/// buffer itself (octet-stream) hands it on without a copy.
+pub enum Payload {
+    Array(ArrayData),
     Table {
         schema: SchemaRef,
-        batches: &'a [RecordBatch],
+        batches: Vec<RecordBatch>,
     },
 }
 
@@ -45,7 +46,7 @@ pub enum FormatError {
     Internal(String),
 }
 
-type EncodeFn = fn(&Payload<'_>) -> Result<Vec<u8>, FormatError>;
+type EncodeFn = fn(Payload) -> Result<Vec<u8>, FormatError>;
 
 /// One (family, media type) serializer.
 pub struct Serializer {
@@ -61,7 +62,7 @@ impl Serializer {
     ///
     /// # Errors
     /// [`FormatError::Unsupported`] if the data does not fit the format.
-    pub fn encode(&self, payload: &Payload<'_>) -> Result<Vec<u8>, FormatError> {
+    pub fn encode(&self, payload: Payload) -> Result<Vec<u8>, FormatError> {
         (self.encode)(payload)
     }
 }
@@ -84,7 +85,7 @@ impl Default for Registry {
                     media_type: OCTET_STREAM,
                     aliases: &["bin", "octet-stream"],
                     encode: |p| match p {
-                        Payload::Array(a) => Ok(a.bytes.clone()),
+                        Payload::Array(a) => Ok(a.bytes),
                         _ => Err(FormatError::Internal(
                             "array serializer given a table".into(),
                         )),
@@ -95,7 +96,7 @@ impl Default for Registry {
                     media_type: JSON,
                     aliases: &["json"],
                     encode: |p| match p {
-                        Payload::Array(a) => array_json::encode(a),
+                        Payload::Array(a) => array_json::encode(&a),
                         _ => Err(FormatError::Internal(
                             "array serializer given a table".into(),
                         )),

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::{FormatError, Payload};
 
-fn table<'a>(p: &'a Payload<'_>) -> Result<(&'a SchemaRef, &'a [RecordBatch]), FormatError> {
+fn table(p: &Payload) -> Result<(&SchemaRef, &[RecordBatch]), FormatError> {
     match p {
         Payload::Table { schema, batches } => Ok((schema, batches)),
         Payload::Array(_) => Err(FormatError::Internal(
@@ -22,8 +22,8 @@ fn table<'a>(p: &'a Payload<'_>) -> Result<(&'a SchemaRef, &'a [RecordBatch]), F
 ///
 /// # Errors
 /// [`FormatError::Internal`] if Arrow refuses the batches.
-pub fn encode_arrow_file(p: &Payload<'_>) -> Result<Vec<u8>, FormatError> {
-    let (schema, batches) = table(p)?;
+pub fn encode_arrow_file(p: Payload) -> Result<Vec<u8>, FormatError> {
+    let (schema, batches) = table(&p)?;
     let internal = |e: arrow_schema::ArrowError| FormatError::Internal(e.to_string());
     let mut out = Vec::new();
     {
@@ -40,8 +40,8 @@ pub fn encode_arrow_file(p: &Payload<'_>) -> Result<Vec<u8>, FormatError> {
 ///
 /// # Errors
 /// [`FormatError::Unsupported`] for column types with no JSON form here.
-pub fn encode_json(p: &Payload<'_>) -> Result<Vec<u8>, FormatError> {
-    let (schema, batches) = table(p)?;
+pub fn encode_json(p: Payload) -> Result<Vec<u8>, FormatError> {
+    let (schema, batches) = table(&p)?;
     let mut out = serde_json::Map::new();
     for (i, field) in schema.fields().iter().enumerate() {
         let mut values = Vec::new();
@@ -152,17 +152,17 @@ mod tests {
             ],
         )
         .unwrap();
-        let p = Payload::Table {
+        let p = || Payload::Table {
             schema: schema.clone(),
-            batches: std::slice::from_ref(&batch),
+            batches: vec![batch.clone()],
         };
-        let bytes = encode_arrow_file(&p).unwrap();
+        let bytes = encode_arrow_file(p()).unwrap();
         assert_eq!(&bytes[..6], b"ARROW1");
         let reader =
             arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
         let back: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
         assert_eq!(back, vec![batch.clone()]);
-        let json: Value = serde_json::from_slice(&encode_json(&p).unwrap()).unwrap();
+        let json: Value = serde_json::from_slice(&encode_json(p()).unwrap()).unwrap();
         assert_eq!(json, serde_json::json!({"a": [1, 2], "b": [0.5, null]}));
     }
 }

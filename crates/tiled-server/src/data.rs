@@ -125,7 +125,7 @@ pub async fn array(
         let serializer = app2
             .formats
             .negotiate(StructureFamily::Array, Some(media_type), None)?;
-        Ok(serializer.encode(&Payload::Array(&data))?)
+        Ok(serializer.encode(Payload::Array(data))?)
     })
     .await?;
     Ok(with_filename(
@@ -236,10 +236,7 @@ pub async fn table(
         let serializer = app2
             .formats
             .negotiate(StructureFamily::Table, Some(media_type), None)?;
-        Ok(serializer.encode(&Payload::Table {
-            schema,
-            batches: &batches,
-        })?)
+        Ok(serializer.encode(Payload::Table { schema, batches })?)
     })
     .await?;
     Ok(with_filename(
