@@ -308,3 +308,23 @@ def test_dask_read_block(dask_client):
     assert isinstance(lazy, dask.array.Array)
     spec = ARRAYS["dtypes/int64_2d"]
     assert_same(lazy.compute(), spec.region(spec.block_bounds((1, 1))))
+
+
+# --------------------------------------------------------------------------
+# Reads of 100 MiB or more are split by the client into several requests;
+# reversed ones end with an empty stop (e.g. `24::-1`).
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [(S(None, 1400), S(None)), (S(1399, None, -1), S(None))],
+    ids=["forward", "reversed"],
+)
+def test_big_image_split_read(client, key):
+    node = client["nested/images/big_image"]
+    assert node.fetch_count(key) > 1  # really split into several requests
+    got = node[key]
+    assert got.shape == (1400, 10000)
+    expected = ARRAYS["nested/images/big_image"].region(key)
+    np.testing.assert_array_equal(got, expected)

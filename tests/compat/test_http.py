@@ -478,3 +478,114 @@ def test_no_lz4_even_if_offered(http):
     r = http.get("/search/many", params={"page[limit]": 300}, headers={"Accept-Encoding": "lz4"})
     assert r.status_code == 200
     assert r.headers.get("content-encoding") in (None, "identity")
+
+
+# --------------------------------------------------------------------------
+# Parameter validation and smaller protocol features (spec sections 2, 3, 4.4, 10)
+# --------------------------------------------------------------------------
+
+
+def test_invalid_sort_key_422(http):
+    r = http.get("/search/many", params={"sort": "bad!"})
+    assert r.status_code == 422
+
+
+def test_duplicate_sort_key_400(http):
+    r = http.get("/search/many", params=[("sort", "i"), ("sort", "-i")])
+    assert r.status_code == 400
+
+
+def test_offset_and_cursor_400(http):
+    r = http.get("/search/many", params={"page[offset]": 0, "page[cursor]": 0})
+    assert r.status_code == 400
+
+
+def test_bad_comparison_operator_422(http):
+    params = {
+        "filter[comparison][condition][operator]": "zz",
+        "filter[comparison][condition][key]": "i",
+        "filter[comparison][condition][value]": "1",
+    }
+    assert http.get("/search/many", params=params).status_code == 422
+
+
+def test_bad_structure_family_422(http):
+    params = {"filter[structure_family][condition][value]": "zz"}
+    assert http.get("/search/many", params=params).status_code == 422
+
+
+def test_bad_regex_is_4xx(http):
+    params = {"filter[regex][condition][key]": "name", "filter[regex][condition][pattern]": "("}
+    r = http.get("/search/many", params=params)
+    assert 400 <= r.status_code < 500
+
+
+def test_two_lookups_with_different_keys_match_nothing(http):
+    params = [
+        ("filter[lookup][condition][key]", "item_0001"),
+        ("filter[lookup][condition][key]", "item_0002"),
+        ("fields", "count"),
+    ]
+    assert http.get("/search/many", params=params).json()["meta"]["count"] == 0
+    one = http.get("/search/many", params=[("filter[lookup][condition][key]", "item_0002")]).json()
+    assert [d["id"] for d in one["data"]] == ["item_0002"]
+
+
+def test_unknown_filter_name_ignored(http):
+    params = {"filter[nosuch][condition][key]": "a", "fields": "count"}
+    assert http.get("/search/many", params=params).json()["meta"]["count"] == 1000
+
+
+def test_select_metadata(http):
+    body = http.get("/metadata/many/item_0003", params={"select_metadata": "nested.x"}).json()
+    assert body["data"]["attributes"]["metadata"] == {"selected": 3}
+    assert http.get("/metadata/many/item_0003", params={"select_metadata": "[[["}).status_code == 400
+
+
+def test_fields_empty_means_keys_only(http):
+    data = http.get("/metadata/dtypes/int8", params={"fields": ""}).json()["data"]
+    attrs = data["attributes"]
+    assert attrs["ancestors"] == ["dtypes"]
+    assert attrs["metadata"] is None and attrs["structure"] is None
+    assert set(data["links"]) == {"self"}
+
+
+def test_if_none_match_304(http):
+    r = http.get("/metadata/dtypes/int8")
+    etag = r.headers["etag"]
+    r2 = http.get("/metadata/dtypes/int8", headers={"If-None-Match": etag})
+    assert r2.status_code == 304
+    assert r2.content == b""
+    r3 = http.get("/metadata/dtypes/int8", headers={"If-None-Match": '"something-else"'})
+    assert r3.status_code == 200
+
+
+def test_filename_sets_content_disposition(http):
+    r = http.get("/array/full/dtypes/int8", params={"filename": "x.bin"})
+    assert r.status_code == 200
+    assert r.headers["content-disposition"] == 'attachment; filename="x.bin"'
+
+
+def test_table_json_format(http):
+    r = http.get("/table/full/tables/short_table", params={"format": "application/json"})
+    assert r.status_code == 200
+    body = r.json()
+    assert list(body) == ["i", "x", "label", "flag", "time"]
+    assert body["i"] == list(range(10))
+    assert body["x"] == [i * 0.5 for i in range(10)]
+    assert body["label"] == ["s%d" % i for i in range(10)]
+    assert body["flag"] == [i % 2 == 0 for i in range(10)]
+    assert body["time"][0].startswith("2020-09-13T12:26:40")
+
+
+def test_msgpack_search_page(http):
+    r = http.get(
+        "/search/many",
+        params={"page[offset]": 10, "page[limit]": 5},
+        headers={"Accept": "application/x-msgpack"},
+    )
+    assert r.headers["content-type"] == "application/x-msgpack"
+    body = msgpack.unpackb(r.content, timestamp=3)
+    assert [d["id"] for d in body["data"]] == MANY_KEYS[10:15]
+    assert body["meta"]["count"] == 1000
+    assert [d["attributes"]["metadata"]["i"] for d in body["data"]] == list(range(10, 15))
