@@ -31,26 +31,35 @@ pub fn unit(idx: u64, seed: u64) -> f64 {
     (mix(idx, seed) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-/// Appends the bytes of element `idx` to the buffer.
-type ElementWriter = Arc<dyn Fn(u64, &mut Vec<u8>) + Send + Sync>;
+/// Appends the bytes of `count` consecutive elements, starting at flat index
+/// `start`, to the buffer. Working a row at a time keeps the per-element
+/// code monomorphic and inlined (this is the demo's hot path).
+type ElementWriter = Arc<dyn Fn(u64, usize, &mut Vec<u8>) + Send + Sync>;
+
+/// Lift a one-element writer to a row writer.
+fn per_element(f: impl Fn(u64, &mut Vec<u8>) + Send + Sync + 'static) -> ElementWriter {
+    Arc::new(move |start, count, out| {
+        for i in start..start + count as u64 {
+            f(i, out);
+        }
+    })
+}
 
 fn element_writer(numpy: &str, seed: u64) -> ElementWriter {
     let big = numpy.starts_with('>');
     macro_rules! num {
         ($e:expr) => {{
             let f = $e;
-            Arc::new(move |i: u64, out: &mut Vec<u8>| {
-                let v = f(i);
-                out.extend_from_slice(&if big {
-                    v.to_be_bytes()
-                } else {
-                    v.to_le_bytes()
-                });
+            Arc::new(move |start: u64, count: usize, out: &mut Vec<u8>| {
+                for i in start..start + count as u64 {
+                    let v = f(i);
+                    out.extend_from_slice(&if big { v.to_be_bytes() } else { v.to_le_bytes() });
+                }
             })
         }};
     }
     match &numpy[1..] {
-        "b1" => Arc::new(move |i, out| out.push((mix(i, seed) & 1) as u8)),
+        "b1" => per_element(move |i, out| out.push((mix(i, seed) & 1) as u8)),
         "i1" => num!(move |i| mix(i, seed) as i8),
         "i2" => num!(move |i| mix(i, seed) as i16),
         "i4" => num!(move |i| mix(i, seed) as i32),
@@ -62,11 +71,11 @@ fn element_writer(numpy: &str, seed: u64) -> ElementWriter {
         "f2" => num!(move |i| half::f16::from_f64((mix(i, seed) % 2048) as f64 / 8.0)),
         "f4" => num!(move |i| unit(i, seed) as f32),
         "f8" => num!(move |i| unit(i, seed)),
-        "c8" => Arc::new(move |i, out| {
+        "c8" => per_element(move |i, out| {
             out.extend_from_slice(&(unit(i, seed) as f32).to_le_bytes());
             out.extend_from_slice(&(unit(i, seed + 1000) as f32).to_le_bytes());
         }),
-        "c16" => Arc::new(move |i, out| {
+        "c16" => per_element(move |i, out| {
             out.extend_from_slice(&unit(i, seed).to_le_bytes());
             out.extend_from_slice(&unit(i, seed + 1000).to_le_bytes());
         }),
@@ -75,13 +84,13 @@ fn element_writer(numpy: &str, seed: u64) -> ElementWriter {
                 + (mix(i, seed) % 1_000_000_000_000_000) as i64)
         }
         "m8[s]" => num!(move |i| (mix(i, seed) % 1_000_000) as i64),
-        "S10" => Arc::new(move |i, out| {
+        "S10" => per_element(move |i, out| {
             let s = format!("b{i}");
             let start = out.len();
             out.extend_from_slice(s.as_bytes());
             out.resize(start + 10, 0);
         }),
-        "U8" => Arc::new(move |i, out| {
+        "U8" => per_element(move |i, out| {
             let s = format!("u{i}");
             let start = out.len();
             for c in s.chars() {
@@ -94,7 +103,7 @@ fn element_writer(numpy: &str, seed: u64) -> ElementWriter {
 }
 
 fn structured_writer(seed: u64) -> ElementWriter {
-    Arc::new(move |i, out| {
+    per_element(move |i, out| {
         out.extend_from_slice(&unit(i, seed).to_le_bytes());
         out.extend_from_slice(&(mix(i, seed + 1) as i32).to_le_bytes());
         let name = format!("n{}", i % 1000);
@@ -140,9 +149,7 @@ fn generated(
                 if ndim > 0 {
                     base += offset[ndim - 1] as u64;
                 }
-                for j in 0..row as u64 {
-                    write(base + j, &mut out);
-                }
+                write(base, row, &mut out);
                 // Next row.
                 let mut d = pos.len();
                 loop {

@@ -30,6 +30,8 @@ pub enum ModelError {
     InvalidStructure(String),
     #[error("{0}")]
     InvalidQuery(String),
+    /// A parameter outside its fixed set of values (an enum); upstream's
+    /// validation answers these with 422.
     #[error("{0}")]
     InvalidParameter(String),
     #[error("{0}")]

@@ -241,7 +241,7 @@ fn build(name: &str, fields: &BTreeMap<&str, Vec<&str>>, i: usize) -> Result<Que
                 "le" => CompareOp::Le,
                 "ge" => CompareOp::Ge,
                 other => {
-                    return Err(ModelError::InvalidQuery(format!(
+                    return Err(ModelError::InvalidParameter(format!(
                         "comparison operator must be lt, gt, le or ge, got {other:?}"
                     )));
                 }
@@ -291,8 +291,7 @@ fn build(name: &str, fields: &BTreeMap<&str, Vec<&str>>, i: usize) -> Result<Que
             },
         },
         "structure_family" => Query::StructureFamily {
-            value: StructureFamily::parse(lenient_json(need("value")?).as_str().unwrap_or(""))
-                .map_err(|e| ModelError::InvalidQuery(e.to_string()))?,
+            value: StructureFamily::parse(lenient_json(need("value")?).as_str().unwrap_or(""))?,
         },
         "access_tags_filter" => Query::AccessTags {
             tags: strings("tags")?,

@@ -89,10 +89,9 @@ impl IntoResponse for ApiError {
 impl From<ModelError> for ApiError {
     fn from(e: ModelError) -> Self {
         match e {
-            ModelError::InvalidQuery(_) | ModelError::InvalidParameter(_) => {
-                ApiError::BadRequest(e.to_string())
-            }
-            ModelError::InvalidSlice(_)
+            ModelError::InvalidQuery(_) => ApiError::BadRequest(e.to_string()),
+            ModelError::InvalidParameter(_)
+            | ModelError::InvalidSlice(_)
             | ModelError::BlockOutOfRange(_)
             | ModelError::InvalidDtype(_)
             | ModelError::InvalidStructure(_) => ApiError::Unprocessable(e.to_string()),
