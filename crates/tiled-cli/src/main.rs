@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 
 use clap::{Args, Parser, Subcommand};
 use rand::Rng;
-use tiled_server::{AuthConfig, DEFAULT_RESPONSE_BYTESIZE_LIMIT, ServerConfig};
+use tiled_server::{
+    AuthConfig, DEFAULT_DATA_MEMORY_BUDGET, DEFAULT_RESPONSE_BYTESIZE_LIMIT, ServerConfig,
+};
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +58,10 @@ struct ServeArgs {
     /// Largest response body in bytes, checked before any data is read.
     #[arg(long, env = "TILED_RESPONSE_BYTESIZE_LIMIT", default_value_t = DEFAULT_RESPONSE_BYTESIZE_LIMIT)]
     response_bytesize_limit: usize,
+    /// Bytes of data responses that may be in memory at once; further data
+    /// requests wait.
+    #[arg(long, env = "TILED_DATA_MEMORY_BUDGET", default_value_t = DEFAULT_DATA_MEMORY_BUDGET)]
+    data_memory_budget: usize,
 }
 
 fn random_key() -> String {
@@ -63,7 +69,22 @@ fn random_key() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Cap glibc's malloc arenas: by default it keeps up to eight per core, and
+/// every blocking thread that builds an 8 MiB block would otherwise leave
+/// its freed buffers in an arena of its own. (Handing big buffers straight
+/// back with a low M_MMAP_THRESHOLD was measured too: RSS fell further but
+/// block throughput halved from page faults.)
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator parameters; it is called once,
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -110,6 +131,7 @@ async fn serve(args: ServeArgs, root: tiled_adapters::Node) -> Result<(), String
             allow_anonymous,
         },
         response_bytesize_limit: args.response_bytesize_limit,
+        data_memory_budget: args.data_memory_budget,
     };
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()

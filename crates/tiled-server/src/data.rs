@@ -13,7 +13,7 @@ use tiled_formats::Payload;
 use tiled_model::{NdSlice, StructureFamily};
 
 use crate::error::ApiError;
-use crate::respond::{bytes_response, with_filename};
+use crate::respond::{budgeted_response, with_filename};
 use crate::{App, Request};
 
 fn too_large(size: usize, limit: usize, hint: &str) -> ApiError {
@@ -107,6 +107,7 @@ pub async fn array(
             "Request a smaller region with ?slice=... (e.g. slice=0:1000,0:1000) or read block by block.",
         ));
     }
+    let permit = app.budget.reserve(size).await?;
     let adapter: Arc<dyn ArrayAdapter> = adapter.clone();
     let app2 = app.clone();
     let media_type = serializer.media_type;
@@ -129,7 +130,7 @@ pub async fn array(
     })
     .await?;
     Ok(with_filename(
-        bytes_response(&req.headers, media_type, body, None),
+        budgeted_response(&req.headers, media_type, body, None, Some(permit)),
         req.params.get("filename"),
     ))
 }
@@ -214,6 +215,7 @@ pub async fn table(
             "Request fewer columns with ?column=... or one partition at a time.",
         ));
     }
+    let permit = app.budget.reserve(size).await?;
     let adapter: Arc<dyn TableAdapter> = adapter.clone();
     let app2 = app.clone();
     let media_type = serializer.media_type;
@@ -240,7 +242,7 @@ pub async fn table(
     })
     .await?;
     Ok(with_filename(
-        bytes_response(&req.headers, media_type, body, None),
+        budgeted_response(&req.headers, media_type, body, None, Some(permit)),
         req.params.get("filename"),
     ))
 }

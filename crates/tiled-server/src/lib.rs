@@ -50,6 +50,52 @@ pub struct ServerConfig {
     /// Largest response body we agree to build, checked from the structure
     /// before any data is read.
     pub response_bytesize_limit: usize,
+    /// Bytes of data responses that may be in memory at once, across all
+    /// requests; further data requests wait their turn.
+    pub data_memory_budget: usize,
+}
+
+/// Default [`ServerConfig::data_memory_budget`]: 64 MiB, room for eight
+/// 8 MiB blocks in flight, which keeps two cores busy.
+pub const DEFAULT_DATA_MEMORY_BUDGET: usize = 64 << 20;
+
+/// The unit in which the data memory budget is counted.
+const BUDGET_UNIT: usize = 4096;
+
+/// The server-wide budget for data held in memory by in-flight responses.
+pub struct MemoryBudget {
+    semaphore: std::sync::Arc<tokio::sync::Semaphore>,
+    units: u32,
+}
+
+impl MemoryBudget {
+    fn new(bytes: usize) -> Self {
+        let units = (bytes / BUDGET_UNIT).clamp(
+            1,
+            tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize),
+        ) as u32;
+        MemoryBudget {
+            semaphore: std::sync::Arc::new(tokio::sync::Semaphore::new(units as usize)),
+            units,
+        }
+    }
+
+    /// Wait for room for `bytes` (a request larger than the whole budget
+    /// waits for all of it).
+    ///
+    /// # Errors
+    /// 500 if the budget was closed (never happens while serving).
+    pub async fn reserve(
+        &self,
+        bytes: usize,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let want = (bytes.div_ceil(BUDGET_UNIT)).clamp(1, self.units as usize) as u32;
+        self.semaphore
+            .clone()
+            .acquire_many_owned(want)
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    }
 }
 
 /// State shared by every request.
@@ -57,12 +103,14 @@ pub struct App {
     pub root: Node,
     pub config: ServerConfig,
     pub formats: Registry,
+    pub budget: MemoryBudget,
 }
 
 /// Build the router serving `root`.
 pub fn router(root: Node, config: ServerConfig) -> Router {
     let app = Arc::new(App {
         root,
+        budget: MemoryBudget::new(config.data_memory_budget),
         config,
         formats: Registry::default(),
     });

@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -34,11 +35,43 @@ pub fn bytes_response(
     body: Vec<u8>,
     etag: Option<String>,
 ) -> Response {
+    budgeted_response(request, content_type, body, etag, None)
+}
+
+/// Size of the pieces a budgeted body is sent in.
+const CHUNK: usize = 1 << 20;
+
+/// As [`bytes_response`], holding `permit` (a share of the server's data
+/// memory budget) until the last piece of the body has been handed to the
+/// connection, so the budget bounds what is really in memory.
+pub fn budgeted_response(
+    request: &HeaderMap,
+    content_type: &str,
+    body: Vec<u8>,
+    etag: Option<String>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Response {
     let etag = etag.unwrap_or_else(|| etag_of(&body));
     let mut resp = if not_modified(request, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let mut r = Response::new(Body::from(body));
+        let body = match permit {
+            Some(permit) if body.len() > CHUNK => {
+                let bytes = bytes::Bytes::from(body);
+                let n = bytes.len();
+                let pieces = (0..n).step_by(CHUNK).map(move |start| {
+                    Ok::<_, std::convert::Infallible>(bytes.slice(start..(start + CHUNK).min(n)))
+                });
+                // The permit lives in the stream and is released when the
+                // stream is dropped, i.e. once the body has been sent.
+                Body::from_stream(futures::stream::iter(pieces).map(move |piece| {
+                    let _held = &permit;
+                    piece
+                }))
+            }
+            _ => Body::from(body),
+        };
+        let mut r = Response::new(body);
         if let Ok(v) = HeaderValue::from_str(content_type) {
             r.headers_mut().insert(header::CONTENT_TYPE, v);
         }

@@ -18,6 +18,7 @@ fn app_with(allow_anonymous: bool, limit: usize) -> Router {
                 allow_anonymous,
             },
             response_bytesize_limit: limit,
+            data_memory_budget: tiled_server::DEFAULT_DATA_MEMORY_BUDGET,
         },
     )
 }
