@@ -569,3 +569,29 @@ async fn unknown_routes_and_methods() {
     .await;
     assert_error(&del, 405, "not allowed");
 }
+
+#[tokio::test]
+async fn a_tiny_memory_budget_serializes_but_never_deadlocks() {
+    let tiny = router(
+        tiled_demo::demo_tree(),
+        ServerConfig {
+            auth: AuthConfig {
+                api_key: "secret".into(),
+                allow_anonymous: true,
+            },
+            response_bytesize_limit: tiled_server::DEFAULT_RESPONSE_BYTESIZE_LIMIT,
+            data_memory_budget: 4096,
+        },
+    );
+    let uri = "/api/v1/array/block/nested/images/big_image?block=1,1";
+    let reference = get(&app(), uri).await;
+    assert_eq!(reference.body.len(), 1024 * 1024 * 8);
+    let replies = futures::future::join_all((0..4).map(|_| get(&tiny, uri))).await;
+    for r in replies {
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.body, reference.body,
+            "chunked body equals the whole block"
+        );
+    }
+}
