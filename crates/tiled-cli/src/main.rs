@@ -69,22 +69,15 @@ fn random_key() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Cap glibc's malloc arenas: by default it keeps up to eight per core, and
-/// every blocking thread that builds an 8 MiB block would otherwise leave
-/// its freed buffers in an arena of its own. (Handing big buffers straight
-/// back with a low M_MMAP_THRESHOLD was measured too: RSS fell further but
-/// block throughput halved from page faults.)
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts allocator parameters; it is called once,
-    // before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
+/// mimalloc instead of glibc malloc: per-thread heaps keep the many small
+/// allocations of JSON building fast, and freed 8 MiB blocks go back to the
+/// system instead of piling up in glibc's per-thread arenas. (Measured:
+/// capping glibc's arenas cut search throughput by 4x; a low
+/// M_MMAP_THRESHOLD halved block throughput.)
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
