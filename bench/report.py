@@ -38,7 +38,7 @@ def load_runs(work, server, name):
     for f in sorted(glob.glob(os.path.join(work, "raw", f"{server}-{name}-*.json"))):
         d = json.loads(Path(f).read_text())
         r = d.get("result")
-        if not r:
+        if not r or d.get("died"):
             runs.append(None)
             continue
         secs = r["duration_us"] / 1e6
@@ -226,6 +226,13 @@ def main():
     p("RSS at the end of the measured runs: " + ", ".join(f"{s} {fmt(kb(s, 'rss-end'))} MiB" for s in servers) + ".")
     p("")
 
+    ev = read(os.path.join(W, "events"))
+    if ev:
+        p("**Server stopped during the run:**")
+        p("")
+        for line in ev.splitlines():
+            p(f"- {line}")
+        p("")
     p("## Responses (one probe request each, before the runs)")
     p("")
     p("| workload | server | HTTP | body bytes | content-type | content-encoding | sha256 (16) |")

@@ -70,11 +70,11 @@ EOF
 # --------------------------------------------------------------------------
 # Servers
 # --------------------------------------------------------------------------
-declare -A PID PORT
+declare -A PID PORT DEAD
 cleanup() {
   for s in "${!PID[@]}"; do
     local p=${PID[$s]}
-    if kill -0 "$p" 2>/dev/null; then
+    if [[ -z ${DEAD[$s]:-} ]] && kill -0 "$p" 2>/dev/null; then
       kill "$p" 2>/dev/null || true
       for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
       kill -9 "$p" 2>/dev/null || true
@@ -101,7 +101,10 @@ start_upstream() {
 }
 start_ours() {
   local port=$1
-  "$OURS_BIN" serve demo --host 127.0.0.1 --port "$port" >"$WORK/ours.log" 2>&1 &
+  # Run a private copy: a rebuild during the run cannot swap the binary, and
+  # the process is not hit by anyone's pkill of target/release/tiled.
+  cp "$OURS_BIN" "$WORK/tiled-rs"
+  "$WORK/tiled-rs" serve demo --host 127.0.0.1 --port "$port" >"$WORK/ours.log" 2>&1 &
   PID[ours]=$!; PORT[ours]=$port
 }
 wait_ready() {
@@ -112,6 +115,19 @@ wait_ready() {
     sleep 0.5
   done
   log "$s not ready after 120 s"; exit 1
+}
+check_alive() {  # server context: records the exit status if it has gone
+  local s=$1 rc
+  [[ -n ${DEAD[$s]:-} ]] && return 1
+  kill -0 "${PID[$s]}" 2>/dev/null && return 0
+  rc=0; wait "${PID[$s]}" 2>/dev/null || rc=$?
+  local why="exit status $rc"
+  (( rc > 128 )) && why="killed by signal $((rc - 128)) ($(kill -l $((rc - 128)) 2>/dev/null || echo ?))"
+  (( rc == 0 )) && why="exit status 0 (graceful shutdown, e.g. SIGTERM/SIGINT from outside)"
+  DEAD[$s]=1
+  echo "$s stopped during $2: $why; RSS before: $(tail -1 "$3" 2>/dev/null || echo ?) kB" >>"$WORK/events"
+  log "!! $s stopped during $2: $why"; tail -30 "$WORK/$s.log" >&2
+  return 1
 }
 status_kb() { awk -v k="$2:" '$1==k{print $2}' "/proc/$1/status"; }      # VmRSS / VmHWM in kB
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }                   # utime+stime
@@ -155,19 +171,23 @@ run_wrk() {  # server workload duration outfile  (+ CPU and RSS sidecar)
   done
   headers_args "$hdrs"
   local pid=${PID[$s]} c0 c1 rssfile=$out.rss
-  c0=$(cpu_ticks "$pid")
+  check_alive "$s" "$name (before $(basename "$out"))" /dev/null || return 0
+  c0=$(cpu_ticks "$pid" 2>/dev/null || echo 0)
   : >"$rssfile"
   ( while kill -0 "$pid" 2>/dev/null; do status_kb "$pid" VmRSS >>"$rssfile"; sleep 0.2; done ) &
   local sampler=$!
   wrk -t"$THREADS" -c"$CONNS" -d"$dur" --timeout 20s -s "$HERE/report.lua" "${HARGS[@]}" \
     "http://127.0.0.1:${PORT[$s]}$path" >"$out.wrk" 2>&1 || true
   kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true
-  c1=$(cpu_ticks "$pid" 2>/dev/null || echo "$c0")
   local rssmax; rssmax=$(sort -n "$rssfile" | tail -1)
+  if ! check_alive "$s" "$name ($(basename "$out"))" "$rssfile"; then
+    printf '{"server":"%s","workload":"%s","died":true}\n' "$s" "$name" >"$out.json"
+    return 0
+  fi
+  c1=$(cpu_ticks "$pid" 2>/dev/null || echo "$c0")
   printf '{"server":"%s","workload":"%s","cpu_ticks":%d,"clk_tck":%d,"rss_max_kb":%d,"result":%s}\n' \
     "$s" "$name" "$((c1 - c0))" "$(getconf CLK_TCK)" "${rssmax:-0}" \
     "$(grep '^{' "$out.wrk" | tail -1 || echo null)" >"$out.json"
-  kill -0 "$pid" 2>/dev/null || { log "!! $s died during $name"; tail -30 "$WORK/$s.log" >&2; }
 }
 
 # --------------------------------------------------------------------------
@@ -204,7 +224,9 @@ main() {
     for s in "${SERVERS[@]}"; do run_wrk "$s" "$name" "$WARMUP" "$WORK/warmup-$s-$name"; done
   done
   sleep 3
-  for s in "${SERVERS[@]}"; do status_kb "${PID[$s]}" VmRSS >"$WORK/rss-idle-$s"; done
+  for s in "${SERVERS[@]}"; do
+    check_alive "$s" "warm-up" /dev/null && status_kb "${PID[$s]}" VmRSS >"$WORK/rss-idle-$s"
+  done
 
   for rep in $(seq "$REPEATS"); do
     for w in "${WORKLOADS[@]}"; do
@@ -216,6 +238,7 @@ main() {
     done
   done
   for s in "${SERVERS[@]}"; do
+    check_alive "$s" "the end of the runs" /dev/null || continue
     status_kb "${PID[$s]}" VmHWM >"$WORK/hwm-$s"
     status_kb "${PID[$s]}" VmRSS >"$WORK/rss-end-$s"
   done
