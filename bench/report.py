@@ -172,7 +172,8 @@ def main():
       f"{a.repeats} measured runs per row and server (median shown), after a discarded warm-up run; "
       "servers measured one at a time, runs interleaved")
     if "ours" in servers:
-        p(f"- ours: `{a.ours_bin} serve demo` (git {git_rev(a.repo)})")
+        info = read(os.path.join(W, "ours-bin-info"), "")
+        p(f"- ours: `{a.ours_bin} serve demo` ({info}; repo at git {git_rev(a.repo)} when the run ended)")
     if "upstream" in servers:
         p(f"- upstream: `tiled serve pyobject --public upstream_demo:tree` (tiled {a.upstream_version}, one uvicorn process)")
     p("")

@@ -104,6 +104,7 @@ start_ours() {
   # Run a private copy: a rebuild during the run cannot swap the binary, and
   # the process is not hit by anyone's pkill of target/release/tiled.
   cp "$OURS_BIN" "$WORK/tiled-rs"
+  echo "built $(date -u -r "$OURS_BIN" '+%Y-%m-%d %H:%M:%S UTC'), sha256 $(sha256sum "$WORK/tiled-rs" | cut -c1-12)" >"$WORK/ours-bin-info"
   "$WORK/tiled-rs" serve demo --host 127.0.0.1 --port "$port" >"$WORK/ours.log" 2>&1 &
   PID[ours]=$!; PORT[ours]=$port
 }
