@@ -89,6 +89,36 @@ pub trait ArrayAdapter: Send + Sync {
     fn read(&self, sel: &ResolvedSlice) -> Result<ArrayData, AdapterError> {
         read_via_blocks(self, sel)
     }
+
+    /// Whether `read` of any sub-region costs about what the region holds
+    /// (true for in-memory and generated arrays; false where reads are
+    /// whole-chunk, as in compressed files). When true, the server streams
+    /// large responses strip by strip instead of holding them whole.
+    fn cheap_region_reads(&self) -> bool {
+        false
+    }
+}
+
+/// The box (offset, shape) a selection covers, if every dimension is a
+/// single index or a step-1 range: then the selection's C-order bytes are
+/// exactly the box's.
+pub fn selection_box(sel: &ResolvedSlice) -> Option<(Vec<usize>, Vec<usize>)> {
+    let mut offset = Vec::with_capacity(sel.dims.len());
+    let mut shape = Vec::with_capacity(sel.dims.len());
+    for d in &sel.dims {
+        match *d {
+            DimSelection::Index(i) => {
+                offset.push(i);
+                shape.push(1);
+            }
+            DimSelection::Range { start, step, len } if step == 1 || len <= 1 => {
+                offset.push(if len == 0 { 0 } else { start as usize });
+                shape.push(len);
+            }
+            DimSelection::Range { .. } => return None,
+        }
+    }
+    Some((offset, shape))
 }
 
 /// C-order strides in elements.
@@ -289,6 +319,10 @@ impl ArrayAdapter for MemoryArray {
     fn read(&self, sel: &ResolvedSlice) -> Result<ArrayData, AdapterError> {
         Ok(self.data.select(sel))
     }
+
+    fn cheap_region_reads(&self) -> bool {
+        true
+    }
 }
 
 /// Produces the bytes of the region starting at `offset` with `shape`.
@@ -327,6 +361,26 @@ impl ArrayAdapter for GeneratedArray {
         let (offset, shape) = self.structure.block_extent(block)?;
         let bytes = (self.generate)(&offset, &shape);
         ArrayData::new(self.structure.data_type.clone(), shape, bytes)
+    }
+
+    /// Boxes are generated directly (any region costs what it holds);
+    /// strided selections go through the blocks.
+    fn read(&self, sel: &ResolvedSlice) -> Result<ArrayData, AdapterError> {
+        match selection_box(sel) {
+            Some((offset, shape)) => {
+                let bytes = if shape.contains(&0) {
+                    Vec::new()
+                } else {
+                    (self.generate)(&offset, &shape)
+                };
+                ArrayData::new(self.structure.data_type.clone(), sel.out_shape(), bytes)
+            }
+            None => read_via_blocks(self, sel),
+        }
+    }
+
+    fn cheap_region_reads(&self) -> bool {
+        true
     }
 }
 

@@ -19,7 +19,9 @@ pub mod node;
 pub mod search;
 pub mod table;
 
-pub use array::{ArrayAdapter, ArrayData, GeneratedArray, MemoryArray, read_via_blocks};
+pub use array::{
+    ArrayAdapter, ArrayData, GeneratedArray, MemoryArray, read_via_blocks, selection_box,
+};
 pub use node::{
     ContainerAdapter, Distinct, DistinctRequest, DistinctValue, MemoryContainer, Metadata, Node,
     NodeData, SearchPage, SortKey,

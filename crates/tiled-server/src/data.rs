@@ -6,15 +6,90 @@
 
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::Response;
+use futures::StreamExt;
 use tiled_adapters::{ArrayAdapter, Node, NodeData, TableAdapter, table::column_indices};
-use tiled_formats::Payload;
-use tiled_model::{NdSlice, StructureFamily};
+use tiled_formats::{OCTET_STREAM, Payload};
+use tiled_model::{DimSelection, NdSlice, ResolvedSlice, StructureFamily};
 
 use crate::error::ApiError;
-use crate::respond::{budgeted_response, with_filename};
+use crate::respond::{budgeted_response, respond_with, with_filename};
 use crate::{App, Request};
+
+/// Bytes per strip when streaming an array.
+const STRIP_BYTES: usize = 1 << 20;
+
+/// An ETag derived from the request alone (path, parameters, media type),
+/// so no body is hashed, streamed bodies get one too, and a 304 costs no
+/// read. Sound because every node served today is immutable; writable
+/// nodes must mix their revision in.
+fn request_etag(req: &Request, media_type: &str) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(req.path.as_bytes());
+    for (k, v) in req.params.pairs().filter(|(k, _)| *k != "api_key") {
+        h.update(b"\0");
+        h.update(k.as_bytes());
+        h.update(b"=");
+        h.update(v.as_bytes());
+    }
+    h.update(b"\0");
+    h.update(media_type.as_bytes());
+    format!("\"{:032x}\"", h.digest128())
+}
+
+/// Move a selection made within a block to the array's coordinates.
+fn shift(sel: &ResolvedSlice, offset: &[usize]) -> ResolvedSlice {
+    ResolvedSlice {
+        dims: sel
+            .dims
+            .iter()
+            .zip(offset)
+            .map(|(d, &o)| match *d {
+                DimSelection::Index(i) => DimSelection::Index(i + o),
+                DimSelection::Range { start, step, len } => DimSelection::Range {
+                    start: start + o as i64,
+                    step,
+                    len,
+                },
+            })
+            .collect(),
+    }
+}
+
+/// Cut a selection into consecutive pieces along its first kept dimension,
+/// each about `target` bytes (at least one row).
+fn split_into_strips(sel: &ResolvedSlice, itemsize: usize, target: usize) -> Vec<ResolvedSlice> {
+    let Some(axis) = sel
+        .dims
+        .iter()
+        .position(|d| matches!(d, DimSelection::Range { .. }))
+    else {
+        return vec![sel.clone()];
+    };
+    let DimSelection::Range { start, step, len } = sel.dims[axis] else {
+        return vec![sel.clone()];
+    };
+    let row_bytes: usize = itemsize
+        * sel.dims[axis + 1..]
+            .iter()
+            .map(DimSelection::count)
+            .product::<usize>();
+    let rows = (target / row_bytes.max(1)).max(1);
+    (0..len)
+        .step_by(rows)
+        .map(|k| {
+            let mut piece = sel.clone();
+            piece.dims[axis] = DimSelection::Range {
+                start: start + step * k as i64,
+                step,
+                len: rows.min(len - k),
+            };
+            piece
+        })
+        .collect()
+}
 
 fn too_large(size: usize, limit: usize, hint: &str) -> ApiError {
     ApiError::BadRequest(format!(
@@ -107,10 +182,40 @@ pub async fn array(
             "Request a smaller region with ?slice=... (e.g. slice=0:1000,0:1000) or read block by block.",
         ));
     }
-    let permit = app.budget.reserve(size).await?;
-    let adapter: Arc<dyn ArrayAdapter> = adapter.clone();
-    let app2 = app.clone();
     let media_type = serializer.media_type;
+    let etag = request_etag(req, media_type);
+    let adapter: Arc<dyn ArrayAdapter> = adapter.clone();
+    if media_type == OCTET_STREAM && size > STRIP_BYTES && adapter.cheap_region_reads() {
+        // Stream in strips along the result's first axis: C-order strips
+        // concatenate to the whole, and only two are in memory at a time.
+        let global = match &block {
+            Some(b) => shift(&sel, &st.block_extent(b)?.0),
+            None => sel,
+        };
+        let strips = split_into_strips(&global, st.data_type.itemsize(), STRIP_BYTES);
+        let permit = app.budget.reserve(2 * STRIP_BYTES).await?;
+        let stream = futures::stream::iter(strips)
+            .then(move |strip| {
+                let adapter = adapter.clone();
+                async move {
+                    let data = tokio::task::spawn_blocking(move || adapter.read(&strip))
+                        .await
+                        .map_err(std::io::Error::other)?
+                        .map_err(std::io::Error::other)?;
+                    Ok::<_, std::io::Error>(Bytes::from(data.bytes))
+                }
+            })
+            .map(move |piece| {
+                let _held = &permit;
+                piece
+            });
+        return Ok(with_filename(
+            respond_with(&req.headers, media_type, etag, || Body::from_stream(stream)),
+            req.params.get("filename"),
+        ));
+    }
+    let permit = app.budget.reserve(size).await?;
+    let app2 = app.clone();
     let body = blocking(move || {
         let data = match block {
             Some(b) => {
@@ -130,7 +235,7 @@ pub async fn array(
     })
     .await?;
     Ok(with_filename(
-        budgeted_response(&req.headers, media_type, body, None, Some(permit)),
+        budgeted_response(&req.headers, media_type, body, Some(etag), Some(permit)),
         req.params.get("filename"),
     ))
 }
@@ -242,7 +347,65 @@ pub async fn table(
     })
     .await?;
     Ok(with_filename(
-        budgeted_response(&req.headers, media_type, body, None, Some(permit)),
+        budgeted_response(
+            &req.headers,
+            media_type,
+            body,
+            Some(request_etag(req, media_type)),
+            Some(permit),
+        ),
         req.params.get("filename"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tiled_adapters::NodeData;
+
+    fn demo_array(path: &[&str]) -> Arc<dyn ArrayAdapter> {
+        let node = crate::resolve(
+            &tiled_demo::demo_tree(),
+            &path.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        match node.data {
+            NodeData::Array(a) => a,
+            _ => panic!("not an array"),
+        }
+    }
+
+    #[test]
+    fn strips_concatenate_to_the_whole_selection() {
+        let a = demo_array(&["nested", "cubes", "tiny_hypercube"]);
+        let shape = a.structure().shape.clone();
+        for text in [
+            "",
+            "1,::-1,2:5",
+            "::-2,3,::3",
+            "-1:0:-1,0:5,1",
+            "2,2,2,2,2",
+            "1:1",
+        ] {
+            let sel = NdSlice::parse(text).unwrap().resolve(&shape).unwrap();
+            let whole = a.read(&sel).unwrap();
+            for target in [1, 64, 1000, 1 << 20] {
+                let mut joined = Vec::new();
+                for strip in split_into_strips(&sel, 8, target) {
+                    joined.extend(a.read(&strip).unwrap().bytes);
+                }
+                assert_eq!(joined, whole.bytes, "{text} in strips of {target} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn shifted_block_selection_reads_the_block_region() {
+        let a = demo_array(&["dtypes", "int64_2d"]);
+        let (offset, shape) = a.structure().block_extent(&[1, 2]).unwrap();
+        let sel = NdSlice::parse("::-1,1:5").unwrap().resolve(&shape).unwrap();
+        let from_block = a.read_block(&[1, 2]).unwrap().select(&sel);
+        let global = a.read(&shift(&sel, &offset)).unwrap();
+        assert_eq!(from_block, global);
+    }
 }

@@ -141,6 +141,8 @@ pub fn router(root: Node, config: ServerConfig) -> Router {
 /// The request as the handlers see it.
 pub struct Request {
     pub method: Method,
+    /// The URI path as sent.
+    pub path: String,
     pub headers: HeaderMap,
     pub params: Params,
     pub body: Bytes,
@@ -206,6 +208,7 @@ async fn route(
         .collect();
     let req = Request {
         method,
+        path: path.to_string(),
         base: base_url(&headers),
         params: Params::parse(uri.query()),
         headers,

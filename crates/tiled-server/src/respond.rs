@@ -52,26 +52,36 @@ pub fn budgeted_response(
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Response {
     let etag = etag.unwrap_or_else(|| etag_of(&body));
+    respond_with(request, content_type, etag, move || match permit {
+        Some(permit) if body.len() > CHUNK => {
+            let bytes = bytes::Bytes::from(body);
+            let n = bytes.len();
+            let pieces = (0..n).step_by(CHUNK).map(move |start| {
+                Ok::<_, std::convert::Infallible>(bytes.slice(start..(start + CHUNK).min(n)))
+            });
+            // The permit lives in the stream and is released when the
+            // stream is dropped, i.e. once the body has been sent.
+            Body::from_stream(futures::stream::iter(pieces).map(move |piece| {
+                let _held = &permit;
+                piece
+            }))
+        }
+        _ => Body::from(body),
+    })
+}
+
+/// A response with `etag`: 304 if the caller has it already (the body is
+/// then never made), else `make_body()` with its content type.
+pub fn respond_with(
+    request: &HeaderMap,
+    content_type: &str,
+    etag: String,
+    make_body: impl FnOnce() -> Body,
+) -> Response {
     let mut resp = if not_modified(request, &etag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
-        let body = match permit {
-            Some(permit) if body.len() > CHUNK => {
-                let bytes = bytes::Bytes::from(body);
-                let n = bytes.len();
-                let pieces = (0..n).step_by(CHUNK).map(move |start| {
-                    Ok::<_, std::convert::Infallible>(bytes.slice(start..(start + CHUNK).min(n)))
-                });
-                // The permit lives in the stream and is released when the
-                // stream is dropped, i.e. once the body has been sent.
-                Body::from_stream(futures::stream::iter(pieces).map(move |piece| {
-                    let _held = &permit;
-                    piece
-                }))
-            }
-            _ => Body::from(body),
-        };
-        let mut r = Response::new(body);
+        let mut r = Response::new(make_body());
         if let Ok(v) = HeaderValue::from_str(content_type) {
             r.headers_mut().insert(header::CONTENT_TYPE, v);
         }
