@@ -4,8 +4,10 @@
 use std::collections::HashSet;
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use serde_json::{Value, json};
-use tiled_adapters::{Node, NodeData};
+use serde::Serialize;
+use serde_json::Value;
+use tiled_adapters::{Metadata, Node, NodeData};
+use tiled_model::{ArrayStructure, Spec, TableStructure};
 
 use crate::error::ApiError;
 use crate::params::Params;
@@ -111,71 +113,65 @@ impl RenderOptions {
     }
 
     /// The links of a node.
-    pub fn links(&self, segments: &[String], node: &Node) -> Value {
+    pub fn links(&self, segments: &[String], node: &Node) -> Links {
         let b = &self.base;
         let p = Self::path(segments);
-        let me = format!("{b}/metadata/{p}");
+        let mut links = Links {
+            me: format!("{b}/metadata/{p}"),
+            ..Links::default()
+        };
         if self.fields.keys_only() {
-            return json!({ "self": me });
+            return links;
         }
         match &node.data {
-            NodeData::Container(_) => json!({
-                "self": me,
-                "search": format!("{b}/search/{p}"),
-                "full": format!("{b}/container/full/{p}"),
-            }),
+            NodeData::Container(_) => {
+                links.search = Some(format!("{b}/search/{p}"));
+                links.full = Some(format!("{b}/container/full/{p}"));
+            }
             NodeData::Array(a) => {
                 let ndim = a.structure().shape.len();
                 let placeholders = (0..ndim)
                     .map(|i| format!("{{{i}}}"))
                     .collect::<Vec<_>>()
                     .join(",");
-                json!({
-                    "self": me,
-                    "full": format!("{b}/array/full/{p}"),
-                    "block": format!("{b}/array/block/{p}?block={placeholders}"),
-                })
+                links.full = Some(format!("{b}/array/full/{p}"));
+                links.block = Some(format!("{b}/array/block/{p}?block={placeholders}"));
             }
-            NodeData::Table(_) => json!({
-                "self": me,
-                "full": format!("{b}/table/full/{p}"),
-                "partition": format!("{b}/table/partition/{p}?partition={{index}}"),
-            }),
+            NodeData::Table(_) => {
+                links.full = Some(format!("{b}/table/full/{p}"));
+                links.partition = Some(format!("{b}/table/partition/{p}?partition={{index}}"));
+            }
         }
+        links
     }
 
-    /// The full resource `{"id", "attributes", "links", "meta"}` of a node.
+    /// The full resource `{"id", "attributes", "links", "meta"}` of a node,
+    /// ready to serialize (it borrows from the node; nothing is copied).
     ///
     /// # Errors
     /// 400 if `select_metadata` fails on this node's metadata.
-    pub fn resource(&self, segments: &[String], node: &Node) -> Result<Value, ApiError> {
-        let id = segments.last().cloned().unwrap_or_default();
-        let ancestors: Vec<&String> = segments
-            .iter()
-            .take(segments.len().saturating_sub(1))
-            .collect();
+    pub fn resource<'a>(
+        &self,
+        segments: &'a [String],
+        node: &'a Node,
+    ) -> Result<Resource<'a>, ApiError> {
         let f = &self.fields;
         let keys_only = f.keys_only();
         let is_container = matches!(node.data, NodeData::Container(_));
-        let family = (!keys_only && (is_container || f.want("structure_family")))
-            .then(|| node.family().as_str());
         let structure = match &node.data {
             NodeData::Container(c) if f.want("structure") || f.want("count") => {
-                Some(json!({"contents": null, "count": c.len()}))
+                Some(StructureOut::Container {
+                    contents: None,
+                    count: c.len(),
+                })
             }
-            NodeData::Array(a) if f.want("structure") => Some(
-                serde_json::to_value(a.structure())
-                    .map_err(|e| ApiError::Internal(e.to_string()))?,
-            ),
-            NodeData::Table(t) if f.want("structure") => Some(
-                serde_json::to_value(t.structure())
-                    .map_err(|e| ApiError::Internal(e.to_string()))?,
-            ),
+            NodeData::Array(a) if f.want("structure") => Some(StructureOut::Array(a.structure())),
+            NodeData::Table(t) if f.want("structure") => Some(StructureOut::Table(t.structure())),
             _ => None,
         };
         let metadata = if f.want("metadata") && !keys_only {
             Some(match &self.select_metadata {
-                None => Value::Object((*node.metadata).clone()),
+                None => MetadataOut::Full(&node.metadata),
                 Some(expr) => {
                     let data = jmespath::Variable::from_serializable(&*node.metadata)
                         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -184,30 +180,95 @@ impl RenderOptions {
                         .map_err(|e| ApiError::BadRequest(format!("select_metadata: {e}")))?;
                     let selected = serde_json::to_value(&*result)
                         .map_err(|e| ApiError::Internal(e.to_string()))?;
-                    json!({ "selected": selected })
+                    MetadataOut::Selected { selected }
                 }
             })
         } else {
             None
         };
-        let sorting = (is_container && f.want("sorting") && !keys_only)
-            .then(|| json!([{"key": "", "direction": 1}]));
-        let attributes = json!({
-            "ancestors": ancestors,
-            "structure_family": family,
-            "specs": (f.want("specs") && !keys_only).then(|| json!(node.specs)),
-            "metadata": metadata,
-            "structure": structure,
-            // Always a list: the client calls list() on it (spec, 0.2.20 changes A).
-            "access_tags": node.access_tags,
-            "sorting": sorting,
-            "data_sources": (self.include_data_sources && !keys_only).then(|| json!([])),
-        });
-        Ok(json!({
-            "id": id,
-            "attributes": attributes,
-            "links": if self.omit_links { Value::Null } else { self.links(segments, node) },
-            "meta": null,
-        }))
+        Ok(Resource {
+            id: segments.last().map_or("", String::as_str),
+            attributes: Attributes {
+                ancestors: &segments[..segments.len().saturating_sub(1)],
+                structure_family: (!keys_only && (is_container || f.want("structure_family")))
+                    .then(|| node.family().as_str()),
+                specs: (f.want("specs") && !keys_only).then_some(node.specs.as_slice()),
+                metadata,
+                structure,
+                access_tags: &node.access_tags,
+                sorting: (is_container && f.want("sorting") && !keys_only).then_some([
+                    SortingOut {
+                        key: "",
+                        direction: 1,
+                    },
+                ]),
+                data_sources: (self.include_data_sources && !keys_only).then_some([]),
+            },
+            links: (!self.omit_links).then(|| self.links(segments, node)),
+            meta: None,
+        })
     }
+}
+
+/// A node's links; absent keys are omitted.
+#[derive(Default, Serialize)]
+pub struct Links {
+    #[serde(rename = "self")]
+    pub me: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+}
+
+/// One node as the API describes it.
+#[derive(Serialize)]
+pub struct Resource<'a> {
+    pub id: &'a str,
+    pub attributes: Attributes<'a>,
+    pub links: Option<Links>,
+    pub meta: Option<()>,
+}
+
+/// A node's attributes. Every key is always present (null when not
+/// requested), as upstream's pydantic models emit them.
+#[derive(Serialize)]
+pub struct Attributes<'a> {
+    pub ancestors: &'a [String],
+    pub structure_family: Option<&'static str>,
+    pub specs: Option<&'a [Spec]>,
+    pub metadata: Option<MetadataOut<'a>>,
+    pub structure: Option<StructureOut<'a>>,
+    /// Always a list: the client calls `list()` on it (spec, 0.2.20 A).
+    pub access_tags: &'a [String],
+    pub sorting: Option<[SortingOut; 1]>,
+    pub data_sources: Option<[(); 0]>,
+}
+
+/// Metadata, whole or as selected by `select_metadata`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum MetadataOut<'a> {
+    Full(&'a Metadata),
+    Selected { selected: Value },
+}
+
+/// The structure of a node, by family.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum StructureOut<'a> {
+    Container { contents: Option<()>, count: usize },
+    Array(&'a ArrayStructure),
+    Table(&'a TableStructure),
+}
+
+/// One sort key of a container's default order.
+#[derive(Serialize)]
+pub struct SortingOut {
+    pub key: &'static str,
+    pub direction: i8,
 }

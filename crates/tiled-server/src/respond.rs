@@ -5,7 +5,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -107,7 +106,10 @@ pub fn wants_msgpack(request: &HeaderMap) -> bool {
 ///
 /// # Errors
 /// 500 if encoding fails.
-pub fn document(request: &HeaderMap, value: &Value) -> Result<Response, ApiError> {
+pub fn document<T: serde::Serialize + ?Sized>(
+    request: &HeaderMap,
+    value: &T,
+) -> Result<Response, ApiError> {
     if wants_msgpack(request) {
         let body = rmp_serde::to_vec_named(value).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok(bytes_response(request, MSGPACK, body, None))

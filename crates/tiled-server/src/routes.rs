@@ -12,6 +12,15 @@ use crate::resource::RenderOptions;
 use crate::respond::document;
 use crate::{App, Request};
 
+/// The response envelope `{"data", "error", "links", "meta"}`.
+#[derive(serde::Serialize)]
+pub struct Envelope<D> {
+    pub data: D,
+    pub error: Option<()>,
+    pub links: Option<Value>,
+    pub meta: Value,
+}
+
 /// The dialect of the Tiled API we speak (the client checks it is ≥ 0.2.4).
 pub const TILED_API_DIALECT: &str = "0.2.20";
 
@@ -59,7 +68,12 @@ pub fn metadata(req: &Request, path: &[String], node: &Node) -> Result<Response,
     }
     document(
         &req.headers,
-        &json!({"data": resource, "error": null, "links": null, "meta": meta}),
+        &Envelope {
+            data: resource,
+            error: None,
+            links: None,
+            meta,
+        },
     )
 }
 
@@ -146,13 +160,21 @@ pub fn search(req: &Request, path: &[String], node: &Node) -> Result<Response, A
     let queries = Query::parse_params(req.params.pairs())?;
     let count_only = opts.fields.count_only();
     let page = c.search(&queries, &sort, offset, if count_only { 0 } else { limit })?;
-    let mut data = Vec::with_capacity(page.entries.len());
-    let mut child_path = path.to_vec();
-    for (key, child) in &page.entries {
-        child_path.push(key.clone());
-        data.push(opts.resource(&child_path, child)?);
-        child_path.pop();
-    }
+    let child_paths: Vec<Vec<String>> = page
+        .entries
+        .iter()
+        .map(|(key, _)| {
+            let mut p = Vec::with_capacity(path.len() + 1);
+            p.extend_from_slice(path);
+            p.push(key.clone());
+            p
+        })
+        .collect();
+    let data = child_paths
+        .iter()
+        .zip(&page.entries)
+        .map(|(p, (_, child))| opts.resource(p, child))
+        .collect::<Result<Vec<_>, _>>()?;
     let p = RenderOptions::path(path);
     let link = |o: usize| {
         format!(
@@ -170,7 +192,12 @@ pub fn search(req: &Request, path: &[String], node: &Node) -> Result<Response, A
     });
     let mut resp = document(
         &req.headers,
-        &json!({"data": data, "error": null, "links": links, "meta": {"count": count}}),
+        &Envelope {
+            data,
+            error: None,
+            links: Some(links),
+            meta: json!({ "count": count }),
+        },
     )?;
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
