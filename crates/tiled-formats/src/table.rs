@@ -25,7 +25,14 @@ fn table(p: &Payload) -> Result<(&SchemaRef, &[RecordBatch]), FormatError> {
 pub fn encode_arrow_file(p: Payload) -> Result<Vec<u8>, FormatError> {
     let (schema, batches) = table(&p)?;
     let internal = |e: arrow_schema::ArrowError| FormatError::Internal(e.to_string());
-    let mut out = Vec::new();
+    // Reserve about the final size up front: growing by doubling would
+    // briefly hold up to three times the body.
+    let estimate: usize = batches
+        .iter()
+        .map(|b| b.get_array_memory_size())
+        .sum::<usize>()
+        + 4096;
+    let mut out = Vec::with_capacity(estimate);
     {
         let mut w = arrow_ipc::writer::FileWriter::try_new(&mut out, schema).map_err(internal)?;
         for b in batches {
