@@ -6,8 +6,10 @@
 //! lists what is supported. Serializers see only data (an [`ArrayData`] or
 //! record batches), never HTTP.
 
+pub mod array_formats;
 pub mod array_json;
 pub mod table;
+pub mod table_formats;
 
 use std::collections::BTreeMap;
 

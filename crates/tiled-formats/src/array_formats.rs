@@ -1,0 +1,1 @@
+//! Array serializers beyond octet-stream and JSON (being written).

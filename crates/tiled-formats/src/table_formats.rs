@@ -1,0 +1,1 @@
+//! Table serializers beyond Arrow file and JSON (being written).
