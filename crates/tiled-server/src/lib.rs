@@ -178,6 +178,17 @@ async fn dispatch(
     }
 }
 
+/// Route prefixes also served without `/api/v1` (the seed's URL style).
+const SEED_ROUTES: [&str; 7] = [
+    "/metadata",
+    "/search",
+    "/distinct",
+    "/array",
+    "/table",
+    "/dataframe",
+    "/container",
+];
+
 fn decode_segment(s: &str) -> String {
     percent_encoding::percent_decode_str(s)
         .decode_utf8_lossy()
@@ -192,8 +203,18 @@ async fn route(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let path = uri.path();
-    let Some(rest) = path.strip_prefix("/api/v1") else {
-        return Err(ApiError::NotFound("Not Found".into()));
+    // The seed's URL style (`/array/full/...`, `/dataframe/full/...`,
+    // `/metadata/...`) is the same API without the `/api/v1` prefix.
+    let rest = match path.strip_prefix("/api/v1") {
+        Some(rest) => rest,
+        None if SEED_ROUTES.iter().any(|r| {
+            path.strip_prefix(r)
+                .is_some_and(|t| t.is_empty() || t.starts_with('/'))
+        }) =>
+        {
+            path
+        }
+        None => return Err(ApiError::NotFound("Not Found".into())),
     };
     if rest.is_empty() {
         return Ok(Redirect::temporary("/api/v1/").into_response());
@@ -220,8 +241,15 @@ async fn route(
     };
     let (name, node_path): (String, &[String]) = match first.as_str() {
         "metadata" | "search" | "distinct" => (first.clone(), &segments[1..]),
-        "array" | "table" | "container" | "node" => match segments.get(1) {
-            Some(sub) => (format!("{first}/{sub}"), &segments[2..]),
+        "array" | "table" | "dataframe" | "container" | "node" => match segments.get(1) {
+            // `dataframe` is the seed's (and old upstream's) name for tables.
+            Some(sub) => (
+                format!(
+                    "{}/{sub}",
+                    if first == "dataframe" { "table" } else { first }
+                ),
+                &segments[2..],
+            ),
             None => return Err(ApiError::NotFound("Not Found".into())),
         },
         _ => return Err(ApiError::NotFound("Not Found".into())),

@@ -595,3 +595,33 @@ async fn a_tiny_memory_budget_serializes_but_never_deadlocks() {
         );
     }
 }
+
+#[tokio::test]
+async fn seed_url_style_matches_the_api_routes() {
+    let a = app();
+    for (seed, api) in [
+        (
+            "/array/full/dtypes/int64_2d?slice=:5,3:9",
+            "/api/v1/array/full/dtypes/int64_2d?slice=:5,3:9",
+        ),
+        (
+            "/array/block/dtypes/int64_2d?block=1,0&format=json",
+            "/api/v1/array/block/dtypes/int64_2d?block=1,0&format=json",
+        ),
+        (
+            "/dataframe/full/tables/short_table?format=json&column=x&column=label",
+            "/api/v1/table/full/tables/short_table?format=json&column=x&column=label",
+        ),
+        (
+            "/dataframe/partition/tables/long_table?partition=2&column=i",
+            "/api/v1/table/partition/tables/long_table?partition=2&column=i",
+        ),
+        ("/metadata/nested/images", "/api/v1/metadata/nested/images"),
+        ("/search/many?fields=", "/api/v1/search/many?fields="),
+    ] {
+        let (s, t) = (get(&a, seed).await, get(&a, api).await);
+        assert_eq!(s.status, 200, "{seed}");
+        assert_eq!(s.body, t.body, "{seed} vs {api}");
+    }
+    assert_error(&get(&a, "/arrayx/full/x").await, 404, "Not Found");
+}
