@@ -264,7 +264,7 @@ MANY_N = 1000
 MANY_KEYS = ["item_%04d" % k for k in range(MANY_N)]
 
 CONTAINERS: dict[str, list[str]] = {
-    "": ["scalars", "nested", "dtypes", "tables", "many"],
+    "": ["scalars", "nested", "dtypes", "tables", "many", "xarray"],
     "scalars": ["pi", "e", "answer", "negative", "yes"],
     "nested": ["images", "cubes"],
     "nested/images": ["tiny_image", "small_image", "medium_image", "big_image"],
@@ -272,7 +272,18 @@ CONTAINERS: dict[str, list[str]] = {
     "dtypes": DTYPE_NAMES,
     "tables": ["short_table", "long_table", "wide_table"],
     "many": MANY_KEYS,
+    "xarray": ["time", "temperature", "pressure", "image"],
 }
+
+# xarray/: an xarray-style dataset (spec xarray_dataset; variables carry
+# xarray_coord / xarray_data_var and metadata {"attrs": ...}).
+_add(ArraySpec("xarray/time", (100,), ((100,),), "<f8", "literal", value=[i * 0.5 for i in range(100)], dims=["time"]))
+_add(ArraySpec("xarray/temperature", (100,), ((100,),), "<f8", "float64", 40, dims=["time"]))
+_add(ArraySpec("xarray/pressure", (100,), ((100,),), "<i8", "int", 41, dims=["time"]))
+_add(ArraySpec("xarray/image", (100, 20), ((50, 50), (20,)), "<f8", "float64", 42, dims=["time", "x"]))
+XARRAY_ATTRS = {"title": "A demo dataset"}
+XARRAY_VAR_ATTRS = {"time": {"units": "s"}, "temperature": {"units": "K"}, "pressure": {}, "image": {"long_name": "detector image"}}
+XARRAY_COORDS = ["time"]
 for _k in range(0, MANY_N, 2):
     CONTAINERS["many/item_%04d" % _k] = []
 for _k in range(1, MANY_N, 2):

@@ -6,7 +6,7 @@ import pytest
 from tiled.client import from_uri
 
 from conftest import API_KEY
-from demo_values import ARRAYS
+from demo_values import CONTAINERS, ARRAYS
 
 
 def test_client_without_key_refused(private_server):
@@ -24,7 +24,7 @@ def test_client_with_wrong_key_refused(private_server):
 
 def test_client_with_api_key_kwarg(private_server):
     c = from_uri(private_server.url, api_key=API_KEY)
-    assert list(c) == ["scalars", "nested", "dtypes", "tables", "many"]
+    assert list(c) == CONTAINERS[""]
     np.testing.assert_array_equal(c["dtypes/int16"].read(), ARRAYS["dtypes/int16"].full())
     assert c["scalars/answer"].read().item() == 42
 

@@ -369,6 +369,71 @@ fn dtypes() -> Node {
     )
 }
 
+/// An xarray-style dataset: the container and its variables carry the specs
+/// and `attrs` metadata the upstream client needs to rebuild an
+/// `xarray.Dataset`.
+fn xarray_dataset() -> Node {
+    let var = |node: Node, spec: &str, attrs: serde_json::Value| {
+        node.with_specs(vec![Spec::new(spec)])
+            .with_metadata(json!({ "attrs": attrs }))
+    };
+    let f8 = || DataType::from_numpy_str("<f8").expect("dtype");
+    let time = generated(f8(), &[100], vec![vec![100]], {
+        Arc::new(|start: u64, count: usize, out: &mut Vec<u8>| {
+            for i in start..start + count as u64 {
+                out.extend_from_slice(&(i as f64 * 0.5).to_le_bytes());
+            }
+        })
+    })
+    .with_dims(vec!["time".into()]);
+    let temperature = generated(f8(), &[100], vec![vec![100]], element_writer("<f8", 40))
+        .with_dims(vec!["time".into()]);
+    let pressure = generated(
+        DataType::from_numpy_str("<i8").expect("dtype"),
+        &[100],
+        vec![vec![100]],
+        element_writer("<i8", 41),
+    )
+    .with_dims(vec!["time".into()]);
+    let image = generated(
+        f8(),
+        &[100, 20],
+        vec![vec![50, 50], vec![20]],
+        element_writer("<f8", 42),
+    )
+    .with_dims(vec!["time".into(), "x".into()]);
+    Node::container(MemoryContainer::new([
+        (
+            "time".to_string(),
+            var(Node::array(time), "xarray_coord", json!({"units": "s"})),
+        ),
+        (
+            "temperature".to_string(),
+            var(
+                Node::array(temperature),
+                "xarray_data_var",
+                json!({"units": "K"}),
+            ),
+        ),
+        (
+            "pressure".to_string(),
+            var(Node::array(pressure), "xarray_data_var", json!({})),
+        ),
+        (
+            "image".to_string(),
+            var(
+                Node::array(image),
+                "xarray_data_var",
+                json!({"long_name": "detector image"}),
+            ),
+        ),
+    ]))
+    .with_specs(vec![Spec::new("xarray_dataset")])
+    .with_metadata(
+        json!({"attrs": {"title": "A demo dataset"}, "description": "an xarray-style dataset"}),
+    )
+}
+
 /// Build the whole demo tree.
 pub fn demo_tree() -> Node {
     let scalars = container(
@@ -442,6 +507,7 @@ pub fn demo_tree() -> Node {
             ("dtypes", dtypes()),
             ("tables", tables),
             ("many", many()),
+            ("xarray", xarray_dataset()),
         ]
         .into_iter()
         .map(|(k, n)| (k.to_string(), n)),

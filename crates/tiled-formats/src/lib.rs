@@ -8,6 +8,7 @@
 
 pub mod array_formats;
 pub mod array_json;
+pub mod container;
 pub mod table;
 pub mod table_formats;
 
@@ -26,6 +27,8 @@ pub enum Payload {
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
     },
+    /// A JSON document (a container's exported tree).
+    Document(serde_json::Value),
 }
 
 /// Why a body could not be produced.
@@ -115,6 +118,18 @@ impl Default for Registry {
                     media_type: JSON,
                     aliases: &["json"],
                     encode: table::encode_json,
+                },
+                Serializer {
+                    family: StructureFamily::Container,
+                    media_type: JSON,
+                    aliases: &["json"],
+                    encode: container::encode_json,
+                },
+                Serializer {
+                    family: StructureFamily::Container,
+                    media_type: ARROW_FILE,
+                    aliases: &["arrow", "feather"],
+                    encode: table::encode_arrow_file,
                 },
             ],
         }

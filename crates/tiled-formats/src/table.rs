@@ -12,7 +12,7 @@ use crate::{FormatError, Payload};
 fn table(p: &Payload) -> Result<(&SchemaRef, &[RecordBatch]), FormatError> {
     match p {
         Payload::Table { schema, batches } => Ok((schema, batches)),
-        Payload::Array(_) => Err(FormatError::Internal(
+        _ => Err(FormatError::Internal(
             "table serializer given an array".into(),
         )),
     }

@@ -409,3 +409,166 @@ mod tests {
         assert_eq!(from_block, global);
     }
 }
+
+/// Most nodes a container JSON export visits; beyond it, export children
+/// one by one.
+const MAX_EXPORT_NODES: usize = 20_000;
+/// Arrays up to this many elements are inlined in a container JSON export.
+const MAX_INLINE_ELEMENTS: usize = 1_000;
+
+/// Child names requested by `field=` (repeatable) or a JSON list in a POST
+/// body.
+fn requested_fields(req: &Request) -> Result<Vec<String>, ApiError> {
+    let mut fields: Vec<String> = req
+        .params
+        .all("field")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    if req.method == axum::http::Method::POST && !req.body.is_empty() {
+        let body: Vec<String> = serde_json::from_slice(&req.body).map_err(|e| {
+            ApiError::Unprocessable(format!("The body must be a JSON list of field names: {e}"))
+        })?;
+        fields.extend(body);
+    }
+    Ok(fields)
+}
+
+/// `GET|POST /api/v1/container/full/{path}`: the container as a JSON tree
+/// of metadata and small data, or (the xarray client's request) its 1-d
+/// children named by `field=` as the columns of one Arrow table.
+///
+/// # Errors
+/// 404 if not a container; 406 for an unsupported format; 400 for unknown
+/// fields, fields that cannot be columns, or an export that is too large.
+pub async fn container(app: &Arc<App>, req: &Request, node: &Node) -> Result<Response, ApiError> {
+    let NodeData::Container(c) = &node.data else {
+        return Err(ApiError::NotFound("This node is not a container.".into()));
+    };
+    let serializer = app.formats.negotiate(
+        StructureFamily::Container,
+        req.params.get("format"),
+        accept(req),
+    )?;
+    let media_type = serializer.media_type;
+    let fields = requested_fields(req)?;
+    let limit = app.config.response_bytesize_limit;
+    let (payload, permit) = if media_type == tiled_formats::ARROW_FILE {
+        let names = if fields.is_empty() {
+            c.search(&[], &[], 0, usize::MAX)?
+                .entries
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        } else {
+            fields
+        };
+        let mut arrays: Vec<(String, Arc<dyn ArrayAdapter>)> = Vec::with_capacity(names.len());
+        let mut size = 0usize;
+        for name in names {
+            let child = c
+                .get(&name)
+                .ok_or_else(|| ApiError::BadRequest(format!("No such field {name:?}")))?;
+            let NodeData::Array(a) = child.data else {
+                return Err(ApiError::BadRequest(format!(
+                    "Field {name:?} is not an array"
+                )));
+            };
+            size += a.structure().num_elements() * a.structure().data_type.itemsize();
+            arrays.push((name, a));
+        }
+        if size > limit {
+            return Err(too_large(
+                size,
+                limit,
+                "Request fewer fields with ?field=...",
+            ));
+        }
+        let permit = app.budget.reserve(size).await?;
+        let payload = blocking(move || {
+            let data = arrays
+                .into_iter()
+                .map(|(name, a)| {
+                    let full = tiled_model::ResolvedSlice::full(&a.structure().shape);
+                    Ok((name, a.read(&full)?))
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            Ok(tiled_formats::container::arrays_to_table(&data)?)
+        })
+        .await?;
+        (payload, Some(permit))
+    } else {
+        let node = node.clone();
+        let value = blocking(move || {
+            let mut visited = 0;
+            export_tree(
+                &node,
+                if fields.is_empty() {
+                    None
+                } else {
+                    Some(&fields)
+                },
+                &mut visited,
+            )
+        })
+        .await?;
+        (tiled_formats::Payload::Document(value), None)
+    };
+    let app2 = app.clone();
+    let body = blocking(move || {
+        let serializer =
+            app2.formats
+                .negotiate(StructureFamily::Container, Some(media_type), None)?;
+        Ok(serializer.encode(payload)?)
+    })
+    .await?;
+    Ok(with_filename(
+        budgeted_response(
+            &req.headers,
+            media_type,
+            body,
+            Some(request_etag(req, media_type)),
+            permit,
+        ),
+        req.params.get("filename"),
+    ))
+}
+
+/// `{"contents": {...}, "metadata": {...}}` for containers; arrays and
+/// tables carry their metadata and, when small, their data.
+fn export_tree(
+    node: &Node,
+    only: Option<&[String]>,
+    visited: &mut usize,
+) -> Result<serde_json::Value, ApiError> {
+    *visited += 1;
+    if *visited > MAX_EXPORT_NODES {
+        return Err(ApiError::BadRequest(format!(
+            "This container has more than {MAX_EXPORT_NODES} nodes below it; export its children one by one."
+        )));
+    }
+    let metadata = serde_json::Value::Object((*node.metadata).clone());
+    Ok(match &node.data {
+        NodeData::Container(c) => {
+            let mut contents = serde_json::Map::new();
+            for (key, child) in c.search(&[], &[], 0, usize::MAX)?.entries {
+                if only.is_some_and(|o| !o.contains(&key)) {
+                    continue;
+                }
+                contents.insert(key, export_tree(&child, None, visited)?);
+            }
+            serde_json::json!({"contents": contents, "metadata": metadata})
+        }
+        NodeData::Array(a) => {
+            let st = a.structure();
+            let data = if st.num_elements() <= MAX_INLINE_ELEMENTS {
+                let full = a.read(&tiled_model::ResolvedSlice::full(&st.shape))?;
+                tiled_formats::array_json::to_value(&full).unwrap_or(serde_json::Value::Null)
+            } else {
+                serde_json::Value::Null
+            };
+            serde_json::json!({"metadata": metadata, "data": data})
+        }
+        NodeData::Table(_) => serde_json::json!({"metadata": metadata, "data": null}),
+    })
+}

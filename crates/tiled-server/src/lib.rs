@@ -281,12 +281,7 @@ async fn route(
         }
         "container/full" => {
             only(&req, &get_or_post)?;
-            Err(match node.data {
-                NodeData::Container(_) => ApiError::NotAcceptable(
-                    "Exporting whole containers is not supported yet.".into(),
-                ),
-                _ => ApiError::NotFound("This node is not a container.".into()),
-            })
+            data::container(&app, &req, &node).await
         }
         _ => Err(ApiError::NotFound("Not Found".into())),
     }

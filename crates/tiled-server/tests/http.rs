@@ -143,7 +143,7 @@ async fn metadata_shapes_and_odd_paths() {
     }
     let root = get(&a, "/api/v1/metadata/").await.json();
     assert_eq!(root["data"]["id"], "");
-    assert_eq!(root["data"]["attributes"]["structure"]["count"], 5);
+    assert_eq!(root["data"]["attributes"]["structure"]["count"], 6);
     let scalar = get(&a, "/api/v1/metadata/scalars/pi").await.json();
     assert_eq!(
         scalar["data"]["links"]["block"],
