@@ -358,58 +358,6 @@ pub async fn table(
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tiled_adapters::NodeData;
-
-    fn demo_array(path: &[&str]) -> Arc<dyn ArrayAdapter> {
-        let node = crate::resolve(
-            &tiled_demo::demo_tree(),
-            &path.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
-        )
-        .unwrap();
-        match node.data {
-            NodeData::Array(a) => a,
-            _ => panic!("not an array"),
-        }
-    }
-
-    #[test]
-    fn strips_concatenate_to_the_whole_selection() {
-        let a = demo_array(&["nested", "cubes", "tiny_hypercube"]);
-        let shape = a.structure().shape.clone();
-        for text in [
-            "",
-            "1,::-1,2:5",
-            "::-2,3,::3",
-            "-1:0:-1,0:5,1",
-            "2,2,2,2,2",
-            "1:1",
-        ] {
-            let sel = NdSlice::parse(text).unwrap().resolve(&shape).unwrap();
-            let whole = a.read(&sel).unwrap();
-            for target in [1, 64, 1000, 1 << 20] {
-                let mut joined = Vec::new();
-                for strip in split_into_strips(&sel, 8, target) {
-                    joined.extend(a.read(&strip).unwrap().bytes);
-                }
-                assert_eq!(joined, whole.bytes, "{text} in strips of {target} bytes");
-            }
-        }
-    }
-
-    #[test]
-    fn shifted_block_selection_reads_the_block_region() {
-        let a = demo_array(&["dtypes", "int64_2d"]);
-        let (offset, shape) = a.structure().block_extent(&[1, 2]).unwrap();
-        let sel = NdSlice::parse("::-1,1:5").unwrap().resolve(&shape).unwrap();
-        let from_block = a.read_block(&[1, 2]).unwrap().select(&sel);
-        let global = a.read(&shift(&sel, &offset)).unwrap();
-        assert_eq!(from_block, global);
-    }
-}
-
 /// Most nodes a container JSON export visits; beyond it, export children
 /// one by one.
 const MAX_EXPORT_NODES: usize = 20_000;
@@ -571,4 +519,56 @@ fn export_tree(
         }
         NodeData::Table(_) => serde_json::json!({"metadata": metadata, "data": null}),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tiled_adapters::NodeData;
+
+    fn demo_array(path: &[&str]) -> Arc<dyn ArrayAdapter> {
+        let node = crate::resolve(
+            &tiled_demo::demo_tree(),
+            &path.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        match node.data {
+            NodeData::Array(a) => a,
+            _ => panic!("not an array"),
+        }
+    }
+
+    #[test]
+    fn strips_concatenate_to_the_whole_selection() {
+        let a = demo_array(&["nested", "cubes", "tiny_hypercube"]);
+        let shape = a.structure().shape.clone();
+        for text in [
+            "",
+            "1,::-1,2:5",
+            "::-2,3,::3",
+            "-1:0:-1,0:5,1",
+            "2,2,2,2,2",
+            "1:1",
+        ] {
+            let sel = NdSlice::parse(text).unwrap().resolve(&shape).unwrap();
+            let whole = a.read(&sel).unwrap();
+            for target in [1, 64, 1000, 1 << 20] {
+                let mut joined = Vec::new();
+                for strip in split_into_strips(&sel, 8, target) {
+                    joined.extend(a.read(&strip).unwrap().bytes);
+                }
+                assert_eq!(joined, whole.bytes, "{text} in strips of {target} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn shifted_block_selection_reads_the_block_region() {
+        let a = demo_array(&["dtypes", "int64_2d"]);
+        let (offset, shape) = a.structure().block_extent(&[1, 2]).unwrap();
+        let sel = NdSlice::parse("::-1,1:5").unwrap().resolve(&shape).unwrap();
+        let from_block = a.read_block(&[1, 2]).unwrap().select(&sel);
+        let global = a.read(&shift(&sel, &offset)).unwrap();
+        assert_eq!(from_block, global);
+    }
 }
