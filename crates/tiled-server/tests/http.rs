@@ -625,3 +625,39 @@ async fn seed_url_style_matches_the_api_routes() {
     }
     assert_error(&get(&a, "/arrayx/full/x").await, 404, "Not Found");
 }
+
+#[tokio::test]
+async fn container_export_json_and_arrow_fields() {
+    let a = app();
+    let doc = get(&a, "/api/v1/container/full/scalars?format=json")
+        .await
+        .json();
+    assert_eq!(doc["contents"]["answer"]["data"], 42);
+    assert_eq!(doc["contents"].as_object().unwrap().len(), 5);
+    let r = get(
+        &a,
+        "/api/v1/container/full/xarray?format=arrow&field=pressure&field=time",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let reader =
+        arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(r.body), None).unwrap();
+    let batch = reader.into_iter().next().unwrap().unwrap();
+    assert_eq!(batch.num_rows(), 100);
+    assert_eq!(batch.schema().field(1).name(), "time");
+    assert_error(
+        &get(&a, "/api/v1/container/full/xarray?format=arrow&field=nope").await,
+        400,
+        "No such field",
+    );
+    assert_error(
+        &get(&a, "/api/v1/container/full/xarray?format=arrow&field=image").await,
+        406,
+        "1-d",
+    );
+    assert_error(
+        &get(&a, "/api/v1/container/full/scalars/pi").await,
+        404,
+        "not a container",
+    );
+}
