@@ -178,6 +178,7 @@ _add(ArraySpec("nested/images/tiny_image", (50, 50), _regular_chunks((50, 50), (
 _add(ArraySpec("nested/images/small_image", (300, 300), _regular_chunks((300, 300), (100, 100)), "<f8", "float64", 2, dims=IMAGE_DIMS))
 _add(ArraySpec("nested/images/medium_image", (1000, 1000), ((300, 300, 400), (250, 750)), "<f8", "float64", 3, dims=IMAGE_DIMS))
 _add(ArraySpec("nested/images/big_image", (10000, 10000), _regular_chunks((10000, 10000), (1024, 1024)), "<f8", "float64", 4, dims=IMAGE_DIMS))
+_add(ArraySpec("nested/images/rgb_image", (32, 48, 3), _regular_chunks((32, 48, 3), (16, 48, 3)), "|u1", "uint", 7))
 _add(ArraySpec("nested/cubes/tiny_cube", (10, 10, 10), _regular_chunks((10, 10, 10), (5, 5, 5)), "<f8", "float64", 5))
 _add(ArraySpec("nested/cubes/tiny_hypercube", (4, 5, 6, 7, 8), _regular_chunks((4, 5, 6, 7, 8), (2, 5, 3, 7, 4)), "<f8", "float64", 6))
 
@@ -209,8 +210,10 @@ _DTYPES = [
 for _name, _dt, _kind, _seed in _DTYPES:
     _add(ArraySpec(f"dtypes/{_name}", (100,), _C100, _dt, _kind, _seed))
 _add(ArraySpec("dtypes/int64_2d", (20, 30), ((7, 7, 6), (11, 11, 8)), "<i8", "int", 30))
+_add(ArraySpec("dtypes/uint8_2d", (20, 30), ((10, 10), (30,)), "|u1", "uint", 31))
+_add(ArraySpec("dtypes/uint16_2d", (20, 30), ((10, 10), (30,)), "<u2", "uint", 32))
 
-DTYPE_NAMES = [d[0] for d in _DTYPES] + ["int64_2d"]
+DTYPE_NAMES = [d[0] for d in _DTYPES] + ["int64_2d", "uint8_2d", "uint16_2d"]
 
 # ---------------------------------------------------------------------------
 # Tables
@@ -267,7 +270,7 @@ CONTAINERS: dict[str, list[str]] = {
     "": ["scalars", "nested", "dtypes", "tables", "many", "xarray"],
     "scalars": ["pi", "e", "answer", "negative", "yes"],
     "nested": ["images", "cubes"],
-    "nested/images": ["tiny_image", "small_image", "medium_image", "big_image"],
+    "nested/images": ["tiny_image", "small_image", "medium_image", "big_image", "rgb_image"],
     "nested/cubes": ["tiny_cube", "tiny_hypercube"],
     "dtypes": DTYPE_NAMES,
     "tables": ["short_table", "long_table", "wide_table"],

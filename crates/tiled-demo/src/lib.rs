@@ -364,6 +364,8 @@ fn dtypes() -> Node {
             ("timedelta64", one_d("<m8[s]", 28)),
             ("structured", structured),
             ("int64_2d", int64_2d),
+            ("uint8_2d", seeded("|u1", &[20, 30], &[10, 30], 31)),
+            ("uint16_2d", seeded("<u2", &[20, 30], &[10, 30], 32)),
         ],
         "one array per data type",
     )
@@ -475,8 +477,12 @@ pub fn demo_tree() -> Node {
                     4,
                 ),
             ),
+            (
+                "rgb_image",
+                seeded("|u1", &[32, 48, 3], &[16, 48, 3], 7),
+            ),
         ],
-        "2-d images of growing size",
+        "2-d images of growing size, and one RGB image",
     );
     let cubes = container(
         vec![

@@ -52,7 +52,7 @@ fn bytes_n<const N: usize>(cell: &[u8], big: bool) -> [u8; N] {
     b
 }
 
-fn element(dtype: &DataType, cell: &[u8]) -> Result<Value, FormatError> {
+pub(crate) fn element(dtype: &DataType, cell: &[u8]) -> Result<Value, FormatError> {
     match dtype {
         DataType::Struct(s) => {
             let mut offset = 0;
@@ -80,7 +80,7 @@ fn element(dtype: &DataType, cell: &[u8]) -> Result<Value, FormatError> {
     }
 }
 
-fn builtin(b: &BuiltinDtype, cell: &[u8]) -> Result<Value, FormatError> {
+pub(crate) fn builtin(b: &BuiltinDtype, cell: &[u8]) -> Result<Value, FormatError> {
     let big = b.endianness == Endianness::Big;
     Ok(match (b.kind, b.itemsize) {
         (Kind::Bool | Kind::Bit, _) => Value::Bool(cell[0] != 0),

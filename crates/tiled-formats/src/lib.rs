@@ -81,56 +81,75 @@ pub struct Registry {
     serializers: Vec<Serializer>,
 }
 
+pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+pub const PARQUET: &str = "application/x-parquet";
+pub const CSV: &str = "text/csv";
+pub const TSV: &str = "text/tab-separated-values";
+pub const TEXT: &str = "text/plain";
+pub const HTML: &str = "text/html";
+pub const MSGPACK: &str = "application/x-msgpack";
+pub const NPY: &str = "application/x-npy";
+pub const PNG: &str = "image/png";
+pub const TIFF: &str = "image/tiff";
+pub const JPEG: &str = "image/jpeg";
+pub const JSON_SEQ: &str = "application/json-seq";
+pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+pub const HDF5: &str = "application/x-hdf5";
+
+/// Lift an array-data encoder to a payload encoder.
+macro_rules! array_encoder {
+    ($f:expr) => {
+        |p: Payload| match p {
+            Payload::Array(a) => $f(&a),
+            _ => Err(FormatError::Internal(
+                "array serializer given something else".into(),
+            )),
+        }
+    };
+}
+
 impl Default for Registry {
     fn default() -> Self {
+        use StructureFamily::{Array, Container, Table};
+        let s = |family, media_type, aliases, encode| Serializer {
+            family,
+            media_type,
+            aliases,
+            encode,
+        };
         Registry {
             serializers: vec![
-                Serializer {
-                    family: StructureFamily::Array,
-                    media_type: OCTET_STREAM,
-                    aliases: &["bin", "octet-stream"],
-                    encode: |p| match p {
-                        Payload::Array(a) => Ok(a.bytes),
-                        _ => Err(FormatError::Internal(
-                            "array serializer given a table".into(),
-                        )),
-                    },
-                },
-                Serializer {
-                    family: StructureFamily::Array,
-                    media_type: JSON,
-                    aliases: &["json"],
-                    encode: |p| match p {
-                        Payload::Array(a) => array_json::encode(&a),
-                        _ => Err(FormatError::Internal(
-                            "array serializer given a table".into(),
-                        )),
-                    },
-                },
-                Serializer {
-                    family: StructureFamily::Table,
-                    media_type: ARROW_FILE,
-                    aliases: &["arrow", "feather"],
-                    encode: table::encode_arrow_file,
-                },
-                Serializer {
-                    family: StructureFamily::Table,
-                    media_type: JSON,
-                    aliases: &["json"],
-                    encode: table::encode_json,
-                },
-                Serializer {
-                    family: StructureFamily::Container,
-                    media_type: JSON,
-                    aliases: &["json"],
-                    encode: container::encode_json,
-                },
-                Serializer {
-                    family: StructureFamily::Container,
-                    media_type: ARROW_FILE,
-                    aliases: &["arrow", "feather"],
-                    encode: table::encode_arrow_file,
-                },
+                // Arrays. The first is the default (`*/*`).
+                s(Array, OCTET_STREAM, &["bin", "octet-stream"], |p| match p {
+                    Payload::Array(a) => Ok(a.bytes),
+                    _ => Err(FormatError::Internal("array serializer given a table".into())),
+                }),
+                s(Array, JSON, &["json"], array_encoder!(array_json::encode)),
+                s(Array, CSV, &["csv"], array_formats::encode_csv),
+                s(Array, TSV, &["tsv", "tab"], array_formats::encode_tsv),
+                s(Array, TEXT, &["text", "txt"], array_formats::encode_csv),
+                s(Array, NPY, &["npy"], array_formats::encode_npy),
+                s(Array, PNG, &["png"], array_formats::encode_png),
+                s(Array, TIFF, &["tiff", "tif"], array_formats::encode_tiff),
+                s(Array, JPEG, &["jpeg", "jpg", "jpe"], array_formats::encode_jpeg),
+                s(Array, HTML, &["html", "htm"], array_formats::encode_html),
+                s(Array, MSGPACK, &["msgpack"], array_formats::encode_msgpack),
+                // Tables.
+                s(Table, ARROW_FILE, &["arrow", "feather"], table::encode_arrow_file),
+                s(Table, ARROW_STREAM, &["arrow-stream", "arrows"], table_formats::encode_arrow_stream),
+                s(Table, PARQUET, &["parquet"], table_formats::encode_parquet),
+                s(Table, CSV, &["csv"], table_formats::encode_csv),
+                s(Table, TSV, &["tsv", "tab"], table_formats::encode_tsv),
+                s(Table, TEXT, &["text", "txt"], table_formats::encode_csv),
+                s(Table, JSON, &["json"], table::encode_json),
+                s(Table, JSON_SEQ, &["json-seq", "jsonseq"], table_formats::encode_json_seq),
+                // `xslx` is the seed's spelling.
+                s(Table, XLSX, &["xlsx", "xslx"], table_formats::encode_xlsx),
+                s(Table, HTML, &["html", "htm"], table_formats::encode_html),
+                s(Table, MSGPACK, &["msgpack"], table_formats::encode_msgpack),
+                // Containers.
+                s(Container, JSON, &["json"], container::encode_json),
+                s(Container, ARROW_FILE, &["arrow", "feather"], table::encode_arrow_file),
             ],
         }
     }
@@ -266,7 +285,7 @@ mod tests {
             r.negotiate(
                 a,
                 None,
-                Some("text/html;q=0.9, application/json;q=0.5, */*;q=0.1")
+                Some("image/gif;q=0.9, application/json;q=0.5, text/html;q=0.4, */*;q=0.1")
             )
             .unwrap()
             .media_type,
@@ -286,7 +305,14 @@ mod tests {
             err.to_string().contains("application/octet-stream"),
             "{err}"
         );
-        assert!(r.negotiate(a, None, Some("image/png")).is_err());
+        assert!(r.negotiate(a, None, Some("image/gif")).is_err());
+        assert_eq!(r.negotiate(a, None, Some("image/*")).unwrap().media_type, PNG);
+        assert_eq!(
+            r.negotiate(StructureFamily::Table, Some("xslx"), None)
+                .unwrap()
+                .media_type,
+            XLSX
+        );
         assert!(r.about_formats().contains_key("sparse"));
     }
 }

@@ -60,7 +60,7 @@ pub fn encode_json(p: Payload) -> Result<Vec<u8>, FormatError> {
     serde_json::to_vec(&Value::Object(out)).map_err(|e| FormatError::Internal(e.to_string()))
 }
 
-fn column_values(col: &dyn Array, out: &mut Vec<Value>) -> Result<(), FormatError> {
+pub(crate) fn column_values(col: &dyn Array, out: &mut Vec<Value>) -> Result<(), FormatError> {
     macro_rules! prim {
         ($t:ty, $conv:expr) => {{
             let a = col.as_primitive::<$t>();
