@@ -477,10 +477,7 @@ pub fn demo_tree() -> Node {
                     4,
                 ),
             ),
-            (
-                "rgb_image",
-                seeded("|u1", &[32, 48, 3], &[16, 48, 3], 7),
-            ),
+            ("rgb_image", seeded("|u1", &[32, 48, 3], &[16, 48, 3], 7)),
         ],
         "2-d images of growing size, and one RGB image",
     );

@@ -121,7 +121,7 @@ pub fn scale_to_u8(values: &[f64]) -> Vec<u8> {
     values
         .iter()
         .map(|&v| {
-            if !v.is_finite() || !(span > 0.0) {
+            if !v.is_finite() || span.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
                 0
             } else {
                 ((v - lo) / span * 255.0).round().clamp(0.0, 255.0) as u8
@@ -177,7 +177,11 @@ fn cell_text(b: &BuiltinDtype, cell: &[u8], sep: char) -> Result<String, FormatE
             let part = |c: &[u8]| -> (String, bool) {
                 if half == 4 {
                     let v = native(c, big, f32::from_ne_bytes)[0];
-                    let text = if v.is_finite() { format!("{:?}", v.abs()) } else { float_text(f64::from(v.abs())) };
+                    let text = if v.is_finite() {
+                        format!("{:?}", v.abs())
+                    } else {
+                        float_text(f64::from(v.abs()))
+                    };
                     (text, v.is_sign_negative())
                 } else {
                     let v = native(c, big, f64::from_ne_bytes)[0];
@@ -231,7 +235,9 @@ pub fn encode_delimited(a: &ArrayData, sep: char) -> Result<Vec<u8>, FormatError
     if b.itemsize == 0 || row_len == 0 {
         // Rows of zero columns: one empty line each.
         let rows = a.shape.first().copied().unwrap_or(1);
-        return Ok("\n".repeat(if row_len == 0 { rows } else { 0 }).into_bytes());
+        return Ok("\n"
+            .repeat(if row_len == 0 { rows } else { 0 })
+            .into_bytes());
     }
     for row in a.bytes.chunks(b.itemsize * row_len) {
         for (j, cell) in row.chunks_exact(b.itemsize).enumerate() {
@@ -298,7 +304,8 @@ fn npy_descr(dtype: &DataType) -> String {
                         None => npy_descr(&f.dtype),
                     });
                     offsets.push(offset.to_string());
-                    offset += f.dtype.itemsize() * f.shape.as_ref().map_or(1, |s| s.iter().product::<usize>());
+                    offset += f.dtype.itemsize()
+                        * f.shape.as_ref().map_or(1, |s| s.iter().product::<usize>());
                 }
                 format!(
                     "{{'names': [{}], 'formats': [{}], 'offsets': [{}], 'itemsize': {}}}",
@@ -391,7 +398,9 @@ pub fn encode_png(p: Payload) -> Result<Vec<u8>, FormatError> {
     let a = array(p)?;
     let (h, w, c) = image_layout(&a, "PNG")?;
     if h == 0 || w == 0 {
-        return Err(FormatError::Unsupported("PNG cannot hold an empty image".into()));
+        return Err(FormatError::Unsupported(
+            "PNG cannot hold an empty image".into(),
+        ));
     }
     let (depth, data) = match numbers(&a, "PNG")? {
         Numbers::U8(v) => (png::BitDepth::Eight, v),
@@ -440,7 +449,9 @@ pub fn encode_jpeg(p: Payload) -> Result<Vec<u8>, FormatError> {
         3 => (data, jpeg_encoder::ColorType::Rgb),
         // JPEG has no alpha: drop it.
         _ => (
-            data.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+            data.chunks_exact(4)
+                .flat_map(|p| [p[0], p[1], p[2]])
+                .collect(),
             jpeg_encoder::ColorType::Rgb,
         ),
     };
@@ -469,7 +480,9 @@ pub fn encode_tiff(p: Payload) -> Result<Vec<u8>, FormatError> {
         [rest @ .., h, w] => (rest.iter().product::<usize>(), *h, *w),
     };
     if h == 0 || w == 0 || pages == 0 {
-        return Err(FormatError::Unsupported("TIFF cannot hold an empty image".into()));
+        return Err(FormatError::Unsupported(
+            "TIFF cannot hold an empty image".into(),
+        ));
     }
     let (Ok(w32), Ok(h32)) = (u32::try_from(w), u32::try_from(h)) else {
         return Err(FormatError::Unsupported("image too large for TIFF".into()));
@@ -534,7 +547,12 @@ pub fn html_escape(s: &str) -> String {
 }
 
 /// Wrap table rows in a minimal standalone page.
-pub fn html_page(title: &str, header: Option<&[String]>, rows: &[Vec<String>], note: &str) -> Vec<u8> {
+pub fn html_page(
+    title: &str,
+    header: Option<&[String]>,
+    rows: &[Vec<String>],
+    note: &str,
+) -> Vec<u8> {
     let mut out = String::from("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
     out.push_str(&html_escape(title));
     out.push_str("</title></head><body>\n<table border=\"1\">\n");
@@ -622,7 +640,7 @@ pub fn encode_html(p: Payload) -> Result<Vec<u8>, FormatError> {
 pub fn encode_msgpack(p: Payload) -> Result<Vec<u8>, FormatError> {
     let a = array(p)?;
     let value = match Numbers::decode(&a) {
-        Some(Numbers::F32(v)) => nest_msgpack(&a.shape, &mut v.into_iter().map(|x| rmpv::Value::F32(x))),
+        Some(Numbers::F32(v)) => nest_msgpack(&a.shape, &mut v.into_iter().map(rmpv::Value::F32)),
         Some(Numbers::F64(v)) if matches!(&a.dtype, DataType::Builtin(b) if b.kind == Kind::Float) => {
             nest_msgpack(&a.shape, &mut v.into_iter().map(rmpv::Value::F64))
         }
@@ -687,7 +705,11 @@ mod tests {
             encode_delimited(&cube, ','),
             Err(FormatError::Unsupported(_))
         ));
-        let be = arr(">i4", vec![3], [1i32, -2, 3].iter().flat_map(|v| v.to_be_bytes()).collect());
+        let be = arr(
+            ">i4",
+            vec![3],
+            [1i32, -2, 3].iter().flat_map(|v| v.to_be_bytes()).collect(),
+        );
         assert_eq!(encode_delimited(&be, '\t').unwrap(), b"1\n-2\n3\n");
     }
 
@@ -699,14 +721,20 @@ mod tests {
         let header_len = u16::from_le_bytes([out[8], out[9]]) as usize;
         assert_eq!((10 + header_len) % 64, 0);
         let header = std::str::from_utf8(&out[10..10 + header_len]).unwrap();
-        assert!(header.starts_with("{'descr': '<i2', 'fortran_order': False, 'shape': (2, 3), }"), "{header}");
+        assert!(
+            header.starts_with("{'descr': '<i2', 'fortran_order': False, 'shape': (2, 3), }"),
+            "{header}"
+        );
         assert!(header.ends_with('\n'));
         assert_eq!(out.len(), 10 + header_len + 12);
     }
 
     #[test]
     fn scaling_maps_min_to_0_and_max_to_255() {
-        assert_eq!(scale_to_u8(&[2.0, 4.0, 3.0, f64::NAN]), vec![0, 255, 128, 0]);
+        assert_eq!(
+            scale_to_u8(&[2.0, 4.0, 3.0, f64::NAN]),
+            vec![0, 255, 128, 0]
+        );
         assert_eq!(scale_to_u8(&[5.0, 5.0]), vec![0, 0]);
     }
 

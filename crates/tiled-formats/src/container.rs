@@ -155,3 +155,66 @@ mod tests {
         assert!(arrays_to_table(&[("a".into(), i), ("b".into(), short)]).is_err());
     }
 }
+
+/// Arrow columns (one per batch) as one 1-d array of the matching NumPy
+/// type; `None` for columns with no fixed-width NumPy form (text, nested).
+///
+/// # Errors
+/// [`FormatError::Internal`] never in practice (lengths always agree).
+pub fn column_to_array(
+    columns: &[&dyn arrow_array::Array],
+) -> Result<Option<ArrayData>, FormatError> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_schema::{DataType as A, TimeUnit};
+    let Some(first) = columns.first() else {
+        return Ok(None);
+    };
+    let n: usize = columns.iter().map(|c| c.len()).sum();
+    macro_rules! prim {
+        ($t:ty, $numpy:expr) => {{
+            let mut bytes =
+                Vec::with_capacity(n * std::mem::size_of::<<$t as ArrowPrimitiveType>::Native>());
+            for c in columns {
+                for v in c.as_primitive::<$t>().values().iter() {
+                    bytes.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            $numpy
+                .to_string()
+                .replace('=', "<")
+                .parse::<String>()
+                .ok()
+                .and_then(|s| DataType::from_numpy_str(&s).ok())
+                .map(|dtype| ArrayData::new(dtype, vec![n], bytes))
+        }};
+    }
+    let out = match first.data_type() {
+        A::Int8 => prim!(Int8Type, "|i1"),
+        A::Int16 => prim!(Int16Type, "<i2"),
+        A::Int32 => prim!(Int32Type, "<i4"),
+        A::Int64 => prim!(Int64Type, "<i8"),
+        A::UInt8 => prim!(UInt8Type, "|u1"),
+        A::UInt16 => prim!(UInt16Type, "<u2"),
+        A::UInt32 => prim!(UInt32Type, "<u4"),
+        A::UInt64 => prim!(UInt64Type, "<u8"),
+        A::Float32 => prim!(Float32Type, "<f4"),
+        A::Float64 => prim!(Float64Type, "<f8"),
+        A::Timestamp(TimeUnit::Nanosecond, _) => prim!(TimestampNanosecondType, "<M8[ns]"),
+        A::Timestamp(TimeUnit::Microsecond, _) => prim!(TimestampMicrosecondType, "<M8[us]"),
+        A::Timestamp(TimeUnit::Millisecond, _) => prim!(TimestampMillisecondType, "<M8[ms]"),
+        A::Timestamp(TimeUnit::Second, _) => prim!(TimestampSecondType, "<M8[s]"),
+        A::Boolean => {
+            let mut bytes = Vec::with_capacity(n);
+            for c in columns {
+                bytes.extend(c.as_boolean().iter().map(|v| u8::from(v.unwrap_or(false))));
+            }
+            DataType::from_numpy_str("|b1")
+                .ok()
+                .map(|dtype| ArrayData::new(dtype, vec![n], bytes))
+        }
+        _ => None,
+    };
+    out.transpose()
+        .map_err(|e| FormatError::Internal(e.to_string()))
+}

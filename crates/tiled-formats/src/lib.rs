@@ -9,6 +9,7 @@
 pub mod array_formats;
 pub mod array_json;
 pub mod container;
+pub mod hdf5;
 pub mod table;
 pub mod table_formats;
 
@@ -29,6 +30,8 @@ pub enum Payload {
     },
     /// A JSON document (a container's exported tree).
     Document(serde_json::Value),
+    /// A subtree with its data, for formats that hold a whole tree (HDF5).
+    Tree(hdf5::ExportNode),
 }
 
 /// Why a body could not be produced.
@@ -122,7 +125,9 @@ impl Default for Registry {
                 // Arrays. The first is the default (`*/*`).
                 s(Array, OCTET_STREAM, &["bin", "octet-stream"], |p| match p {
                     Payload::Array(a) => Ok(a.bytes),
-                    _ => Err(FormatError::Internal("array serializer given a table".into())),
+                    _ => Err(FormatError::Internal(
+                        "array serializer given a table".into(),
+                    )),
                 }),
                 s(Array, JSON, &["json"], array_encoder!(array_json::encode)),
                 s(Array, CSV, &["csv"], array_formats::encode_csv),
@@ -131,25 +136,51 @@ impl Default for Registry {
                 s(Array, NPY, &["npy"], array_formats::encode_npy),
                 s(Array, PNG, &["png"], array_formats::encode_png),
                 s(Array, TIFF, &["tiff", "tif"], array_formats::encode_tiff),
-                s(Array, JPEG, &["jpeg", "jpg", "jpe"], array_formats::encode_jpeg),
+                s(
+                    Array,
+                    JPEG,
+                    &["jpeg", "jpg", "jpe"],
+                    array_formats::encode_jpeg,
+                ),
                 s(Array, HTML, &["html", "htm"], array_formats::encode_html),
                 s(Array, MSGPACK, &["msgpack"], array_formats::encode_msgpack),
                 // Tables.
-                s(Table, ARROW_FILE, &["arrow", "feather"], table::encode_arrow_file),
-                s(Table, ARROW_STREAM, &["arrow-stream", "arrows"], table_formats::encode_arrow_stream),
+                s(
+                    Table,
+                    ARROW_FILE,
+                    &["arrow", "feather"],
+                    table::encode_arrow_file,
+                ),
+                s(
+                    Table,
+                    ARROW_STREAM,
+                    &["arrow-stream", "arrows"],
+                    table_formats::encode_arrow_stream,
+                ),
                 s(Table, PARQUET, &["parquet"], table_formats::encode_parquet),
                 s(Table, CSV, &["csv"], table_formats::encode_csv),
                 s(Table, TSV, &["tsv", "tab"], table_formats::encode_tsv),
                 s(Table, TEXT, &["text", "txt"], table_formats::encode_csv),
                 s(Table, JSON, &["json"], table::encode_json),
-                s(Table, JSON_SEQ, &["json-seq", "jsonseq"], table_formats::encode_json_seq),
+                s(
+                    Table,
+                    JSON_SEQ,
+                    &["json-seq", "jsonseq"],
+                    table_formats::encode_json_seq,
+                ),
                 // `xslx` is the seed's spelling.
                 s(Table, XLSX, &["xlsx", "xslx"], table_formats::encode_xlsx),
                 s(Table, HTML, &["html", "htm"], table_formats::encode_html),
                 s(Table, MSGPACK, &["msgpack"], table_formats::encode_msgpack),
-                // Containers.
+                // Containers: HDF5 is upstream's default.
+                s(Container, HDF5, &["h5", "hdf5", "hdf"], hdf5::encode),
                 s(Container, JSON, &["json"], container::encode_json),
-                s(Container, ARROW_FILE, &["arrow", "feather"], table::encode_arrow_file),
+                s(
+                    Container,
+                    ARROW_FILE,
+                    &["arrow", "feather"],
+                    table::encode_arrow_file,
+                ),
             ],
         }
     }
@@ -306,7 +337,10 @@ mod tests {
             "{err}"
         );
         assert!(r.negotiate(a, None, Some("image/gif")).is_err());
-        assert_eq!(r.negotiate(a, None, Some("image/*")).unwrap().media_type, PNG);
+        assert_eq!(
+            r.negotiate(a, None, Some("image/*")).unwrap().media_type,
+            PNG
+        );
         assert_eq!(
             r.negotiate(StructureFamily::Table, Some("xslx"), None)
                 .unwrap()

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use futures::StreamExt;
 use tiled_adapters::{ArrayAdapter, Node, NodeData, TableAdapter, table::column_indices};
 use tiled_formats::{OCTET_STREAM, Payload};
 use tiled_model::{DimSelection, NdSlice, ResolvedSlice, StructureFamily};
 
+use crate::encoding;
 use crate::error::ApiError;
 use crate::respond::{budgeted_response, respond_with, with_filename};
 use crate::{App, Request};
@@ -27,6 +28,10 @@ const STRIP_BYTES: usize = 1 << 20;
 /// nodes must mix their revision in.
 fn request_etag(req: &Request, media_type: &str) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
+    // The demo and in-memory trees are immutable while a server runs, but
+    // another version may generate different values.
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(b"\0");
     h.update(req.path.as_bytes());
     for (k, v) in req.params.pairs().filter(|(k, _)| *k != "api_key") {
         h.update(b"\0");
@@ -37,6 +42,59 @@ fn request_etag(req: &Request, media_type: &str) -> String {
     h.update(b"\0");
     h.update(media_type.as_bytes());
     format!("\"{:032x}\"", h.digest128())
+}
+
+/// `Cache-Control` for data of immutable nodes: cacheable for a day, by
+/// shared caches only when anyone may read.
+fn cache_control(app: &App) -> HeaderValue {
+    HeaderValue::from_static(if app.config.auth.allow_anonymous {
+        "public, max-age=86400, immutable"
+    } else {
+        "private, max-age=86400, immutable"
+    })
+}
+
+/// Finish a data response: Tiled's own encodings (blosc2, lz4) when the
+/// request lists them and they pay, ETag/304, caching headers and the
+/// download filename. `typesize` is the element size blosc2 shuffles by.
+async fn data_response(
+    app: &Arc<App>,
+    req: &Request,
+    media_type: &'static str,
+    body: Vec<u8>,
+    etag: String,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    typesize: usize,
+) -> Response {
+    let chosen = encoding::choose(&req.headers, media_type, typesize);
+    let etag = match chosen {
+        Some(e) => format!("{}-{}\"", etag.trim_end_matches('"'), e.name()),
+        None => etag,
+    };
+    let (body, applied) = match chosen {
+        Some(e) if !crate::respond::not_modified(&req.headers, &etag) => {
+            tokio::task::spawn_blocking(move || {
+                // A codec panic must not lose the body: send it unencoded.
+                let encoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    encoding::encode(e, &body)
+                }));
+                match encoded {
+                    Ok(Some(encoded)) => (encoded, Some(e)),
+                    _ => (body, None),
+                }
+            })
+            .await
+            .unwrap_or_else(|_| (Vec::new(), None))
+        }
+        _ => (body, None),
+    };
+    let mut resp = budgeted_response(&req.headers, media_type, body, Some(etag), permit);
+    if let Some(e) = applied {
+        encoding::mark(&mut resp, e);
+    }
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, cache_control(app));
+    with_filename(resp, req.params.get("filename"))
 }
 
 /// Move a selection made within a block to the array's coordinates.
@@ -183,6 +241,7 @@ pub async fn array(
         ));
     }
     let media_type = serializer.media_type;
+    let itemsize = st.data_type.itemsize();
     let etag = request_etag(req, media_type);
     let adapter: Arc<dyn ArrayAdapter> = adapter.clone();
     if media_type == OCTET_STREAM && size > STRIP_BYTES && adapter.cheap_region_reads() {
@@ -193,26 +252,45 @@ pub async fn array(
             None => sel,
         };
         let strips = split_into_strips(&global, st.data_type.itemsize(), STRIP_BYTES);
-        let permit = app.budget.reserve(2 * STRIP_BYTES).await?;
+        // blosc2 (when listed) frames each strip on its own: the client
+        // decodes concatenated frames.
+        let blosc2 = match encoding::choose(&req.headers, media_type, itemsize) {
+            Some(encoding::Encoding::Blosc2 { typesize }) => Some(typesize),
+            _ => None,
+        };
+        let etag = match blosc2 {
+            Some(_) => format!("{}-blosc2\"", etag.trim_end_matches('"')),
+            None => etag,
+        };
+        let permit = app.budget.reserve(3 * STRIP_BYTES).await?;
         let stream = futures::stream::iter(strips)
             .then(move |strip| {
                 let adapter = adapter.clone();
                 async move {
-                    let data = tokio::task::spawn_blocking(move || adapter.read(&strip))
-                        .await
-                        .map_err(std::io::Error::other)?
-                        .map_err(std::io::Error::other)?;
-                    Ok::<_, std::io::Error>(Bytes::from(data.bytes))
+                    let bytes = tokio::task::spawn_blocking(move || {
+                        let data = adapter.read(&strip).map_err(std::io::Error::other)?;
+                        match blosc2 {
+                            Some(typesize) => encoding::blosc2_frames(&data.bytes, typesize)
+                                .map_err(std::io::Error::other),
+                            None => Ok(data.bytes),
+                        }
+                    })
+                    .await
+                    .map_err(std::io::Error::other)??;
+                    Ok::<_, std::io::Error>(Bytes::from(bytes))
                 }
             })
             .map(move |piece| {
                 let _held = &permit;
                 piece
             });
-        return Ok(with_filename(
-            respond_with(&req.headers, media_type, etag, || Body::from_stream(stream)),
-            req.params.get("filename"),
-        ));
+        let mut resp = respond_with(&req.headers, media_type, etag, || Body::from_stream(stream));
+        if blosc2.is_some() && resp.status().is_success() {
+            encoding::mark(&mut resp, encoding::Encoding::Blosc2 { typesize: itemsize });
+        }
+        resp.headers_mut()
+            .insert(header::CACHE_CONTROL, cache_control(app));
+        return Ok(with_filename(resp, req.params.get("filename")));
     }
     let permit = app.budget.reserve(size).await?;
     let app2 = app.clone();
@@ -234,10 +312,7 @@ pub async fn array(
         Ok(serializer.encode(Payload::Array(data))?)
     })
     .await?;
-    Ok(with_filename(
-        budgeted_response(&req.headers, media_type, body, Some(etag), Some(permit)),
-        req.params.get("filename"),
-    ))
+    Ok(data_response(app, req, media_type, body, etag, Some(permit), itemsize).await)
 }
 
 /// Columns requested by `column=` (or its deprecated alias `field=`), or by
@@ -346,16 +421,8 @@ pub async fn table(
         Ok(serializer.encode(Payload::Table { schema, batches })?)
     })
     .await?;
-    Ok(with_filename(
-        budgeted_response(
-            &req.headers,
-            media_type,
-            body,
-            Some(request_etag(req, media_type)),
-            Some(permit),
-        ),
-        req.params.get("filename"),
-    ))
+    let etag = request_etag(req, media_type);
+    Ok(data_response(app, req, media_type, body, etag, Some(permit), 8).await)
 }
 
 /// Most nodes a container JSON export visits; beyond it, export children
@@ -445,6 +512,22 @@ pub async fn container(app: &Arc<App>, req: &Request, node: &Node) -> Result<Res
         })
         .await?;
         (payload, Some(permit))
+    } else if media_type == tiled_formats::HDF5 {
+        // Size every array and table from its structure before reading any.
+        let only = (!fields.is_empty()).then_some(fields);
+        let mut visited = 0;
+        let size = export_size(node, only.as_deref(), &mut visited)?;
+        if size > limit {
+            return Err(too_large(
+                size,
+                limit,
+                "Export fewer children with ?field=..., or export them one by one.",
+            ));
+        }
+        let permit = app.budget.reserve(size).await?;
+        let node = node.clone();
+        let tree = blocking(move || read_tree(&node, only.as_deref())).await?;
+        (tiled_formats::Payload::Tree(tree), Some(permit))
     } else {
         let node = node.clone();
         let value = blocking(move || {
@@ -470,16 +553,84 @@ pub async fn container(app: &Arc<App>, req: &Request, node: &Node) -> Result<Res
         Ok(serializer.encode(payload)?)
     })
     .await?;
-    Ok(with_filename(
-        budgeted_response(
-            &req.headers,
-            media_type,
-            body,
-            Some(request_etag(req, media_type)),
-            permit,
-        ),
-        req.params.get("filename"),
-    ))
+    let etag = request_etag(req, media_type);
+    Ok(data_response(app, req, media_type, body, etag, permit, 8).await)
+}
+
+/// The bytes a full export of `node` would read, from structures alone;
+/// errors past [`MAX_EXPORT_NODES`] nodes.
+fn export_size(
+    node: &Node,
+    only: Option<&[String]>,
+    visited: &mut usize,
+) -> Result<usize, ApiError> {
+    *visited += 1;
+    if *visited > MAX_EXPORT_NODES {
+        return Err(ApiError::BadRequest(format!(
+            "This container has more than {MAX_EXPORT_NODES} nodes below it; export its children one by one."
+        )));
+    }
+    Ok(match &node.data {
+        NodeData::Container(c) => {
+            let mut total = 0usize;
+            for (key, child) in c.search(&[], &[], 0, usize::MAX)?.entries {
+                if only.is_some_and(|o| !o.contains(&key)) {
+                    continue;
+                }
+                total = total.saturating_add(export_size(&child, None, visited)?);
+            }
+            if let Some(o) = only
+                && let Some(missing) = o.iter().find(|k| c.get(k).is_none())
+            {
+                return Err(ApiError::BadRequest(format!("No such field {missing:?}")));
+            }
+            total
+        }
+        NodeData::Array(a) => a
+            .structure()
+            .num_elements()
+            .saturating_mul(a.structure().data_type.itemsize()),
+        NodeData::Table(t) => (0..t.structure().npartitions)
+            .map(|p| t.partition_bytes(p, None).unwrap_or(0))
+            .fold(0usize, usize::saturating_add),
+        #[allow(unreachable_patterns)]
+        _ => 0,
+    })
+}
+
+/// Read `node` and everything below it into an export tree.
+fn read_tree(
+    node: &Node,
+    only: Option<&[String]>,
+) -> Result<tiled_formats::hdf5::ExportNode, ApiError> {
+    use tiled_formats::hdf5::ExportNode;
+    let metadata = (*node.metadata).clone();
+    Ok(match &node.data {
+        NodeData::Container(c) => {
+            let mut children = Vec::new();
+            for (key, child) in c.search(&[], &[], 0, usize::MAX)?.entries {
+                if only.is_some_and(|o| !o.contains(&key)) {
+                    continue;
+                }
+                children.push((key, read_tree(&child, None)?));
+            }
+            ExportNode::Container { metadata, children }
+        }
+        NodeData::Array(a) => ExportNode::Array {
+            metadata,
+            data: a.read(&tiled_model::ResolvedSlice::full(&a.structure().shape))?,
+        },
+        NodeData::Table(t) => ExportNode::Table {
+            metadata,
+            schema: t.schema(),
+            batches: t.read(None)?,
+        },
+        #[allow(unreachable_patterns)]
+        _ => ExportNode::Container {
+            metadata,
+            children: Vec::new(),
+        },
+    })
 }
 
 /// `{"contents": {...}, "metadata": {...}}` for containers; arrays and

@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod data;
+pub mod encoding;
 pub mod error;
 pub mod params;
 pub mod resource;
@@ -115,11 +116,13 @@ pub fn router(root: Node, config: ServerConfig) -> Router {
         formats: Registry::default(),
     });
     // Small bodies are not worth compressing (upstream's threshold);
-    // images are compressed already.
+    // images, Parquet (zstd inside) and xlsx (a zip) are compressed already.
     let predicate = SizeAbove::new(1000)
         .and(NotForContentType::GRPC)
         .and(NotForContentType::IMAGES)
-        .and(NotForContentType::SSE);
+        .and(NotForContentType::SSE)
+        .and(NotForContentType::const_new(tiled_formats::PARQUET))
+        .and(NotForContentType::const_new(tiled_formats::XLSX));
     Router::new()
         .route(
             "/healthz",
@@ -131,8 +134,8 @@ pub fn router(root: Node, config: ServerConfig) -> Router {
             CompressionLayer::new()
                 .gzip(true)
                 .zstd(true)
-                .no_br()
-                .no_deflate()
+                .br(true)
+                .deflate(true)
                 .quality(CompressionLevel::Fastest)
                 .compress_when(predicate),
         )

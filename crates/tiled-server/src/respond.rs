@@ -16,7 +16,7 @@ pub fn etag_of(bytes: &[u8]) -> String {
 }
 
 /// Whether `If-None-Match` names `etag` (quoted or not, or `*`).
-fn not_modified(request: &HeaderMap, etag: &str) -> bool {
+pub fn not_modified(request: &HeaderMap, etag: &str) -> bool {
     let bare = etag.trim_matches('"');
     request
         .get_all(header::IF_NONE_MATCH)
