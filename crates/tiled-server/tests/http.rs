@@ -661,3 +661,177 @@ async fn container_export_json_and_arrow_fields() {
         "not a container",
     );
 }
+
+async fn get_with(app: &Router, uri: &str, name: header::HeaderName, value: &str) -> Reply {
+    send(
+        app,
+        Request::get(uri)
+            .header(header::HOST, "test")
+            .header(name, value)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn blosc2_and_lz4_when_listed_with_caching_headers() {
+    let a = app();
+    let uri = "/api/v1/table/partition/tables/long_table?partition=0";
+    let plain = get(&a, uri).await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert_eq!(
+        plain.header("cache-control"),
+        Some("public, max-age=86400, immutable")
+    );
+    let b2 = get_with(
+        &a,
+        uri,
+        header::ACCEPT_ENCODING,
+        "gzip, deflate, zstd, blosc2",
+    )
+    .await;
+    assert_eq!(b2.header("content-encoding"), Some("blosc2"));
+    assert!(b2.body.len() < plain.body.len());
+    let mut back = vec![0u8; plain.body.len()];
+    // The client decodes frame after frame; one frame at this size.
+    assert_eq!(
+        blusc::blosc2_decompress(&b2.body, &mut back),
+        plain.body.len() as i32
+    );
+    assert_eq!(back, plain.body);
+    let etag = b2.header("etag").expect("etag").to_string();
+    assert_ne!(Some(etag.as_str()), plain.header("etag"));
+    let again = send(
+        &a,
+        Request::get(uri)
+            .header(header::ACCEPT_ENCODING, "blosc2")
+            .header(header::IF_NONE_MATCH, &etag)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED);
+
+    let lz4 = get_with(&a, uri, header::ACCEPT_ENCODING, "lz4").await;
+    assert_eq!(lz4.header("content-encoding"), Some("lz4"));
+    assert_eq!(
+        lz4_flex::block::decompress_size_prepended(&lz4.body).unwrap(),
+        plain.body
+    );
+
+    // Images and Parquet are compressed already; private servers keep
+    // caches private.
+    let png = get_with(
+        &a,
+        "/api/v1/array/full/nested/images/medium_image?format=png",
+        header::ACCEPT_ENCODING,
+        "gzip, lz4",
+    )
+    .await;
+    assert_eq!(png.header("content-type"), Some("image/png"));
+    assert_eq!(png.header("content-encoding"), None);
+    let pq = get_with(
+        &a,
+        "/api/v1/table/partition/tables/long_table?partition=0&format=parquet",
+        header::ACCEPT_ENCODING,
+        "gzip",
+    )
+    .await;
+    assert_eq!(pq.header("content-encoding"), None);
+    let private = app_with(false, tiled_server::DEFAULT_RESPONSE_BYTESIZE_LIMIT);
+    let r = get_with(
+        &private,
+        "/api/v1/array/full/scalars/pi",
+        header::AUTHORIZATION,
+        "Apikey secret",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.header("cache-control"),
+        Some("private, max-age=86400, immutable")
+    );
+}
+
+#[tokio::test]
+async fn export_formats_answer_with_their_media_types() {
+    let a = app();
+    for (uri, media_type, magic) in [
+        (
+            "/api/v1/container/full/nested/cubes",
+            "application/x-hdf5",
+            &b"\x89HDF"[..],
+        ),
+        (
+            "/api/v1/array/full/dtypes/int64_2d?format=npy",
+            "application/x-npy",
+            b"\x93NUMPY",
+        ),
+        (
+            "/api/v1/array/full/dtypes/uint8_2d?format=png",
+            "image/png",
+            b"\x89PNG",
+        ),
+        (
+            "/api/v1/array/full/nested/cubes/tiny_cube?format=tif",
+            "image/tiff",
+            b"II*\0",
+        ),
+        (
+            "/api/v1/array/full/dtypes/uint8_2d?format=jpg",
+            "image/jpeg",
+            b"\xff\xd8",
+        ),
+        (
+            "/api/v1/table/full/tables/short_table?format=parquet",
+            "application/x-parquet",
+            b"PAR1",
+        ),
+        (
+            "/array/full/nested/images/tiny_image?format=png&slice=:50,10:40",
+            "image/png",
+            b"\x89PNG",
+        ),
+        (
+            "/dataframe/full/tables/short_table?format=xslx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            b"PK",
+        ),
+    ] {
+        let r = get(&a, uri).await;
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "{uri}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.header("content-type"), Some(media_type), "{uri}");
+        assert!(r.body.starts_with(magic), "{uri}");
+    }
+    let csv = get(
+        &a,
+        "/api/v1/array/full/dtypes/int32_big_endian?format=csv&slice=0:3",
+    )
+    .await;
+    assert_eq!(csv.header("content-type"), Some("text/csv"));
+    let lines: Vec<&str> = std::str::from_utf8(&csv.body).unwrap().lines().collect();
+    assert_eq!(lines.len(), 3);
+    let cube = get(&a, "/api/v1/array/full/nested/cubes/tiny_cube?format=csv").await;
+    assert_error(&cube, 406, "at most 2 dimensions");
+    let line_png = get(&a, "/api/v1/array/full/dtypes/float64?format=png").await;
+    assert_error(&line_png, 406, "2-d");
+    let seq = get(
+        &a,
+        "/api/v1/table/full/tables/short_table?format=json-seq&column=i",
+    )
+    .await;
+    let records: Vec<Value> = seq
+        .body
+        .split(|&b| b == 0x1E)
+        .skip(1)
+        .map(|r| serde_json::from_slice(r).unwrap())
+        .collect();
+    assert_eq!(records.len(), 10);
+    assert_eq!(records[3], serde_json::json!({"i": 3}));
+}
