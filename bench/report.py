@@ -23,6 +23,11 @@ ROWS = [
     ("search", "search page of 100 `GET /api/v1/search/many?page[offset]=0&page[limit]=100`", "req", 100, None),
     ("block", "8 MiB array block `array/block/nested/images/big_image?block=0,0` (octet-stream)", "bytes", 5, 1024),
     ("table", "table partition `table/partition/tables/long_table?partition=0` (Arrow file)", "bytes", 5, None),
+    ("png", "PNG of a 1000×1000 float64 image `array/full/nested/images/medium_image?format=image/png`", "bytes", 1, None),
+    ("csv", "CSV of a 300×300 float64 image `array/full/nested/images/small_image?format=text/csv`", "bytes", 1, None),
+    ("parquet", "table partition as Parquet `...long_table?partition=0&format=application/x-parquet`", "bytes", 1, None),
+    ("tablecsv", "table partition as CSV `...long_table?partition=0&format=text/csv`", "bytes", 1, None),
+    ("hdf5", "container as HDF5 `container/full/nested/cubes?format=application/x-hdf5`", "bytes", 1, None),
 ]
 
 

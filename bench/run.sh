@@ -142,6 +142,11 @@ WORKLOADS=(
   "search|/api/v1/search/many?page[offset]=0&page[limit]=100||req"
   "block|/api/v1/array/block/nested/images/big_image?block=0,0|Accept: application/octet-stream;Accept-Encoding: identity|bytes"
   "table|/api/v1/table/partition/tables/long_table?partition=0|Accept: application/vnd.apache.arrow.file;Accept-Encoding: identity|bytes"
+  "png|/api/v1/array/full/nested/images/medium_image?format=image/png|Accept-Encoding: identity|bytes"
+  "csv|/api/v1/array/full/nested/images/small_image?format=text/csv|Accept-Encoding: identity|bytes"
+  "parquet|/api/v1/table/partition/tables/long_table?partition=0&format=application/x-parquet|Accept-Encoding: identity|bytes"
+  "tablecsv|/api/v1/table/partition/tables/long_table?partition=0&format=text/csv|Accept-Encoding: identity|bytes"
+  "hdf5|/api/v1/container/full/nested/cubes?format=application/x-hdf5|Accept-Encoding: identity|bytes"
 )
 
 headers_args() {  # "A: b;C: d" -> -H 'A: b' -H 'C: d' (into array HARGS)
