@@ -128,16 +128,26 @@ pub struct Distinct {
 /// its children. Search applies every query, sorts and pages in one call so
 /// a SQL backend can push all of it into one statement.
 pub trait ContainerAdapter: Send + Sync {
-    /// Number of children.
-    fn len(&self) -> usize;
+    /// Number of children (a backend may estimate very large counts; see
+    /// its docs).
+    ///
+    /// # Errors
+    /// [`AdapterError::Internal`] if the backend fails.
+    fn len(&self) -> Result<usize, AdapterError>;
 
     /// Whether there are no children.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
+    ///
+    /// # Errors
+    /// As [`ContainerAdapter::len`].
+    fn is_empty(&self) -> Result<bool, AdapterError> {
+        Ok(self.len()? == 0)
     }
 
     /// The child at `key`, if any.
-    fn get(&self, key: &str) -> Option<Node>;
+    ///
+    /// # Errors
+    /// [`AdapterError::Internal`] if the backend fails.
+    fn get(&self, key: &str) -> Result<Option<Node>, AdapterError>;
 
     /// Children matching every query, sorted, from `offset`, at most `limit`.
     ///
@@ -202,12 +212,12 @@ impl MemoryContainer {
 }
 
 impl ContainerAdapter for MemoryContainer {
-    fn len(&self) -> usize {
-        self.entries.len()
+    fn len(&self) -> Result<usize, AdapterError> {
+        Ok(self.entries.len())
     }
 
-    fn get(&self, key: &str) -> Option<Node> {
-        self.index.get(key).map(|&i| self.entries[i].1.clone())
+    fn get(&self, key: &str) -> Result<Option<Node>, AdapterError> {
+        Ok(self.index.get(key).map(|&i| self.entries[i].1.clone()))
     }
 
     fn search(

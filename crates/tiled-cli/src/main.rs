@@ -29,6 +29,25 @@ enum Command {
         #[command(subcommand)]
         what: Serve,
     },
+    /// Manage a SQL catalog's database.
+    Catalog {
+        #[command(subcommand)]
+        what: CatalogCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Create the catalog's tables in an empty database.
+    Init {
+        /// `sqlite:///path.db` or `postgresql://user@host:port/db`.
+        uri: String,
+    },
+    /// Apply the migrations this build knows to an existing catalog.
+    Upgrade {
+        /// `sqlite:///path.db` or `postgresql://user@host:port/db`.
+        uri: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -36,6 +55,29 @@ enum Serve {
     /// Serve the generated demo tree (see docs/demo.md). Public by default,
     /// like upstream's `tiled serve demo`.
     Demo(ServeArgs),
+    /// Serve a SQL catalog (SQLite or PostgreSQL). Private by default: the
+    /// API key printed at start-up is needed unless --public.
+    Catalog(CatalogArgs),
+}
+
+#[derive(Args)]
+struct CatalogArgs {
+    /// `sqlite:///path.db` (relative), `sqlite:////abs/path.db`, or
+    /// `postgresql://user@host:port/db` (`+asyncpg`/`+aiosqlite` accepted).
+    #[arg(env = "TILED_CATALOG_URI")]
+    uri: Option<String>,
+    /// Use a new SQLite catalog in a temporary directory.
+    #[arg(long, conflicts_with = "uri")]
+    temp: bool,
+    /// Create the schema if the database has none (or upgrade it).
+    #[arg(long)]
+    init: bool,
+    /// Load the demo tree into the catalog first (its data stays generated);
+    /// with --temp this serves the demo through SQL.
+    #[arg(long)]
+    demo: bool,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Args)]
@@ -83,6 +125,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// ~210 MB with tokio's default of up to 512 threads, ~95 MB with 8,
 /// ~90 MB with 4, at the same throughput).
 const BLOCKING_THREADS: usize = 4;
+/// Blocking threads when serving a catalog (see `main`).
+const CATALOG_BLOCKING_THREADS: usize = 64;
 
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -92,8 +136,16 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // A catalog's lookups and searches block on the database: they get a
+    // larger pool (they hold little memory).
+    let blocking_threads = match &cli.command {
+        Command::Serve {
+            what: Serve::Catalog(_),
+        } => CATALOG_BLOCKING_THREADS,
+        _ => BLOCKING_THREADS,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .max_blocking_threads(BLOCKING_THREADS)
+        .max_blocking_threads(blocking_threads)
         .enable_all()
         .build()
     {
@@ -116,16 +168,97 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve {
             what: Serve::Demo(args),
-        } => serve(args, tiled_demo::demo_tree()).await,
+        } => serve(args, tiled_demo::demo_tree(), false, true).await,
+        Command::Serve {
+            what: Serve::Catalog(args),
+        } => {
+            let root = tokio::task::spawn_blocking(move || open_catalog(&args).map(|r| (r, args)))
+                .await
+                .map_err(|e| e.to_string())??;
+            let (root, args) = root;
+            serve(args.serve, root, true, false).await
+        }
+        Command::Catalog { what } => tokio::task::spawn_blocking(move || catalog_command(what))
+            .await
+            .map_err(|e| e.to_string())?,
     }
 }
 
-async fn serve(args: ServeArgs, root: tiled_adapters::Node) -> Result<(), String> {
+fn catalog_uri(text: &str) -> Result<tiled_catalog::CatalogUri, String> {
+    tiled_catalog::CatalogUri::parse(text).map_err(|e| e.to_string())
+}
+
+fn catalog_command(what: CatalogCommand) -> Result<(), String> {
+    let (uri, verb) = match &what {
+        CatalogCommand::Init { uri } => (uri, "initialized"),
+        CatalogCommand::Upgrade { uri } => (uri, "upgraded"),
+    };
+    let uri = catalog_uri(uri)?;
+    if let CatalogCommand::Upgrade { .. } = what
+        && let Err(e @ tiled_catalog::CatalogError::NewerSchema { .. }) =
+            tiled_catalog::Catalog::open(&uri, false)
+    {
+        return Err(e.to_string());
+    }
+    tiled_catalog::Catalog::open(&uri, true).map_err(|e| e.to_string())?;
+    eprintln!(
+        "catalog {verb} (schema version {})",
+        tiled_catalog::schema::LATEST
+    );
+    Ok(())
+}
+
+/// Connect to (or create) the catalog, optionally load the demo into it,
+/// and return its root node.
+fn open_catalog(args: &CatalogArgs) -> Result<tiled_adapters::Node, String> {
+    use std::sync::Arc;
+    let mut catalog = if args.temp {
+        tiled_catalog::Catalog::temporary()
+    } else {
+        let uri = args
+            .uri
+            .as_deref()
+            .ok_or("give a catalog URI (sqlite:///path.db, postgresql://...) or --temp")?;
+        tiled_catalog::Catalog::open(&catalog_uri(uri)?, args.init)
+    }
+    .map_err(|e| match e {
+        tiled_catalog::CatalogError::OldSchema { found: 0, .. } => {
+            "this database holds no catalog yet; pass --init (or run `tiled catalog init URI`)"
+                .to_string()
+        }
+        other => other.to_string(),
+    })?;
+    if args.demo {
+        let demo = tiled_demo::demo_tree();
+        catalog.register_opener(
+            tiled_catalog::load::IN_MEMORY_MIMETYPE,
+            Arc::new(tiled_catalog::load::InMemoryOpener { tree: demo.clone() }),
+        );
+        // Load once: a catalog file that holds the demo already is reused.
+        let already = catalog
+            .node_id(&["scalars".to_string()])
+            .map_err(|e| e.to_string())?
+            .is_some();
+        if !already {
+            let n =
+                tiled_catalog::load::load_tree(&catalog, &[], &demo).map_err(|e| e.to_string())?;
+            tracing::info!("loaded {n} demo nodes into the catalog");
+        }
+    }
+    tiled_catalog::CatalogContainer::root_node(Arc::new(catalog)).map_err(|e| e.to_string())
+}
+
+async fn serve(
+    args: ServeArgs,
+    root: tiled_adapters::Node,
+    tree_blocks: bool,
+    public_by_default: bool,
+) -> Result<(), String> {
     let api_key = match args.api_key.filter(|k| !k.is_empty()) {
         Some(k) => k,
         None => random_key(),
     };
-    let allow_anonymous = args.public || !args.private;
+    let allow_anonymous = args.public || (public_by_default && !args.private);
     let config = ServerConfig {
         auth: AuthConfig {
             api_key: api_key.clone(),
@@ -133,6 +266,7 @@ async fn serve(args: ServeArgs, root: tiled_adapters::Node) -> Result<(), String
         },
         response_bytesize_limit: args.response_bytesize_limit,
         data_memory_budget: args.data_memory_budget,
+        tree_blocks,
     };
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()

@@ -530,7 +530,7 @@ mod tests {
             let NodeData::Container(c) = &n.data else {
                 panic!()
             };
-            n = c.get(p).unwrap();
+            n = c.get(p).unwrap().unwrap();
         }
         match n.data {
             NodeData::Array(a) => a,

@@ -116,46 +116,6 @@ pub fn arrays_to_table(fields: &[(String, ArrayData)]) -> Result<Payload, Format
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use arrow_array::Array;
-
-    #[test]
-    fn one_d_arrays_become_columns() {
-        let f = ArrayData::new(
-            DataType::from_numpy_str(">f8").unwrap(),
-            vec![2],
-            [1.5f64, -2.0]
-                .iter()
-                .flat_map(|v| v.to_be_bytes())
-                .collect(),
-        )
-        .unwrap();
-        let i = ArrayData::new(
-            DataType::from_numpy_str("<i4").unwrap(),
-            vec![2],
-            [7i32, 8].iter().flat_map(|v| v.to_le_bytes()).collect(),
-        )
-        .unwrap();
-        let Payload::Table { batches, .. } =
-            arrays_to_table(&[("f".into(), f), ("i".into(), i.clone())]).unwrap()
-        else {
-            panic!()
-        };
-        let col = batches[0].column(0);
-        let col = col.as_any().downcast_ref::<Float64Array>().unwrap();
-        assert_eq!(col.values(), &[1.5, -2.0]);
-        let two_d = ArrayData::new(i.dtype.clone(), vec![1, 2], i.bytes.clone()).unwrap();
-        assert!(matches!(
-            arrays_to_table(&[("x".into(), two_d)]),
-            Err(FormatError::Unsupported(_))
-        ));
-        let short = ArrayData::new(i.dtype.clone(), vec![1], i.bytes[..4].to_vec()).unwrap();
-        assert!(arrays_to_table(&[("a".into(), i), ("b".into(), short)]).is_err());
-    }
-}
-
 /// Arrow columns (one per batch) as one 1-d array of the matching NumPy
 /// type; `None` for columns with no fixed-width NumPy form (text, nested).
 ///
@@ -217,4 +177,44 @@ pub fn column_to_array(
     };
     out.transpose()
         .map_err(|e| FormatError::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+
+    #[test]
+    fn one_d_arrays_become_columns() {
+        let f = ArrayData::new(
+            DataType::from_numpy_str(">f8").unwrap(),
+            vec![2],
+            [1.5f64, -2.0]
+                .iter()
+                .flat_map(|v| v.to_be_bytes())
+                .collect(),
+        )
+        .unwrap();
+        let i = ArrayData::new(
+            DataType::from_numpy_str("<i4").unwrap(),
+            vec![2],
+            [7i32, 8].iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
+        .unwrap();
+        let Payload::Table { batches, .. } =
+            arrays_to_table(&[("f".into(), f), ("i".into(), i.clone())]).unwrap()
+        else {
+            panic!()
+        };
+        let col = batches[0].column(0);
+        let col = col.as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!(col.values(), &[1.5, -2.0]);
+        let two_d = ArrayData::new(i.dtype.clone(), vec![1, 2], i.bytes.clone()).unwrap();
+        assert!(matches!(
+            arrays_to_table(&[("x".into(), two_d)]),
+            Err(FormatError::Unsupported(_))
+        ));
+        let short = ArrayData::new(i.dtype.clone(), vec![1], i.bytes[..4].to_vec()).unwrap();
+        assert!(arrays_to_table(&[("a".into(), i), ("b".into(), short)]).is_err());
+    }
 }

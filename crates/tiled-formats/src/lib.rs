@@ -99,6 +99,21 @@ pub const JSON_SEQ: &str = "application/json-seq";
 pub const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 pub const HDF5: &str = "application/x-hdf5";
 
+/// Roughly how many times the data's size a serializer holds in memory
+/// while encoding (the data, intermediate values and the body). The server
+/// reserves that much of its data memory budget, so memory-hungry formats
+/// run fewer at a time instead of growing the process.
+pub fn working_set_factor(media_type: &str) -> usize {
+    match media_type {
+        OCTET_STREAM => 1,
+        NPY | ARROW_FILE | ARROW_STREAM => 2,
+        PNG | JPEG | TIFF | HDF5 => 3,
+        CSV | TSV | TEXT | HTML | PARQUET | XLSX => 4,
+        // A JSON value per element.
+        _ => 10,
+    }
+}
+
 /// Lift an array-data encoder to a payload encoder.
 macro_rules! array_encoder {
     ($f:expr) => {

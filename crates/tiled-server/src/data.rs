@@ -292,7 +292,10 @@ pub async fn array(
             .insert(header::CACHE_CONTROL, cache_control(app));
         return Ok(with_filename(resp, req.params.get("filename")));
     }
-    let permit = app.budget.reserve(size).await?;
+    let permit = app
+        .budget
+        .reserve(size.saturating_mul(tiled_formats::working_set_factor(media_type)))
+        .await?;
     let app2 = app.clone();
     let body = blocking(move || {
         let data = match block {
@@ -395,10 +398,13 @@ pub async fn table(
             "Request fewer columns with ?column=... or one partition at a time.",
         ));
     }
-    let permit = app.budget.reserve(size).await?;
+    let media_type = serializer.media_type;
+    let permit = app
+        .budget
+        .reserve(size.saturating_mul(tiled_formats::working_set_factor(media_type)))
+        .await?;
     let adapter: Arc<dyn TableAdapter> = adapter.clone();
     let app2 = app.clone();
-    let media_type = serializer.media_type;
     let body = blocking(move || {
         let batches = partitions
             .iter()
@@ -482,7 +488,7 @@ pub async fn container(app: &Arc<App>, req: &Request, node: &Node) -> Result<Res
         let mut size = 0usize;
         for name in names {
             let child = c
-                .get(&name)
+                .get(&name)?
                 .ok_or_else(|| ApiError::BadRequest(format!("No such field {name:?}")))?;
             let NodeData::Array(a) = child.data else {
                 return Err(ApiError::BadRequest(format!(
@@ -499,7 +505,10 @@ pub async fn container(app: &Arc<App>, req: &Request, node: &Node) -> Result<Res
                 "Request fewer fields with ?field=...",
             ));
         }
-        let permit = app.budget.reserve(size).await?;
+        let permit = app
+            .budget
+            .reserve(size.saturating_mul(tiled_formats::working_set_factor(media_type)))
+            .await?;
         let payload = blocking(move || {
             let data = arrays
                 .into_iter()
@@ -524,7 +533,10 @@ pub async fn container(app: &Arc<App>, req: &Request, node: &Node) -> Result<Res
                 "Export fewer children with ?field=..., or export them one by one.",
             ));
         }
-        let permit = app.budget.reserve(size).await?;
+        let permit = app
+            .budget
+            .reserve(size.saturating_mul(tiled_formats::working_set_factor(tiled_formats::HDF5)))
+            .await?;
         let node = node.clone();
         let tree = blocking(move || read_tree(&node, only.as_deref())).await?;
         (tiled_formats::Payload::Tree(tree), Some(permit))
@@ -580,7 +592,7 @@ fn export_size(
                 total = total.saturating_add(export_size(&child, None, visited)?);
             }
             if let Some(o) = only
-                && let Some(missing) = o.iter().find(|k| c.get(k).is_none())
+                && let Some(missing) = o.iter().find(|k| c.get(k).ok().flatten().is_none())
             {
                 return Err(ApiError::BadRequest(format!("No such field {missing:?}")));
             }

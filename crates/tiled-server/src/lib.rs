@@ -54,6 +54,10 @@ pub struct ServerConfig {
     /// Bytes of data responses that may be in memory at once, across all
     /// requests; further data requests wait their turn.
     pub data_memory_budget: usize,
+    /// Whether the tree's synchronous calls (lookups, searches, opening
+    /// data sources) wait on I/O, as a SQL catalog's do. Requests then run
+    /// with `block_in_place`, which needs the multi-threaded runtime.
+    pub tree_blocks: bool,
 }
 
 /// Default [`ServerConfig::data_memory_budget`]: 64 MiB, room for eight
@@ -175,7 +179,16 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match route(app, method, uri, headers, body).await {
+    let result = if app.config.tree_blocks {
+        // The tree's calls wait on a database: give this worker thread up
+        // to the blocking pool for the request's synchronous parts, so
+        // other requests keep running meanwhile.
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(move || handle.block_on(route(app, method, uri, headers, body)))
+    } else {
+        route(app, method, uri, headers, body).await
+    };
+    match result {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
@@ -311,7 +324,7 @@ pub fn resolve(root: &Node, path: &[String]) -> Result<Node, ApiError> {
     let mut node = root.clone();
     for (i, key) in path.iter().enumerate() {
         node = match &node.data {
-            NodeData::Container(c) => c.get(key).ok_or_else(missing)?,
+            NodeData::Container(c) => c.get(key)?.ok_or_else(missing)?,
             NodeData::Table(t) if i + 1 == path.len() => {
                 Node::new(NodeData::Array(t.column_array(key).ok_or_else(missing)?))
             }

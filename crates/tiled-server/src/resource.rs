@@ -162,7 +162,7 @@ impl RenderOptions {
             NodeData::Container(c) if f.want("structure") || f.want("count") => {
                 Some(StructureOut::Container {
                     contents: None,
-                    count: c.len(),
+                    count: c.len()?,
                 })
             }
             NodeData::Array(a) if f.want("structure") => Some(StructureOut::Array(a.structure())),

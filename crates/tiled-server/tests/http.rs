@@ -19,6 +19,7 @@ fn app_with(allow_anonymous: bool, limit: usize) -> Router {
             },
             response_bytesize_limit: limit,
             data_memory_budget: tiled_server::DEFAULT_DATA_MEMORY_BUDGET,
+            tree_blocks: false,
         },
     )
 }
@@ -581,6 +582,7 @@ async fn a_tiny_memory_budget_serializes_but_never_deadlocks() {
             },
             response_bytesize_limit: tiled_server::DEFAULT_RESPONSE_BYTESIZE_LIMIT,
             data_memory_budget: 4096,
+            tree_blocks: false,
         },
     );
     let uri = "/api/v1/array/block/nested/images/big_image?block=1,1";

@@ -1,0 +1,521 @@
+//! One conformance suite, run on SQLite and on PostgreSQL alike: every
+//! query type and sort compared with the in-memory reference semantics
+//! (`tiled_adapters::search`), paging under concurrent inserts, counts,
+//! distinct, revisions, conflicts and deletes.
+//!
+//! PostgreSQL runs when `TILED_TEST_POSTGRES_URI` is set (scripts/test
+//! starts a throw-away cluster and sets it); each run gets its own schema.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tiled_adapters::{ContainerAdapter, DistinctRequest, MemoryContainer, Node, NodeData, SortKey};
+use tiled_catalog::load::{IN_MEMORY_MIMETYPE, InMemoryOpener, load_tree};
+use tiled_catalog::{Catalog, CatalogContainer, CatalogError, CatalogUri, NewNode};
+use tiled_model::{Query, Spec, StructureFamily};
+
+/// The reference tree: the demo's `many` (1000 children with rich
+/// metadata) plus a few nodes with awkward values.
+fn reference() -> Node {
+    let demo = tiled_demo::demo_tree();
+    let NodeData::Container(root) = &demo.data else {
+        panic!("demo root is a container")
+    };
+    let many = root.get("many").unwrap().unwrap();
+    let NodeData::Container(m) = &many.data else {
+        panic!()
+    };
+    let mut children: Vec<(String, Node)> = m.search(&[], &[], 0, usize::MAX).unwrap().entries;
+    let odd = [
+        (
+            "odd_null",
+            json!({"i": null, "color": "Red", "tags": [], "nested": {"x": "7"}}),
+        ),
+        (
+            "odd_bool",
+            json!({"i": true, "color": "rEd", "tags": ["x", 1], "score": "12"}),
+        ),
+        (
+            "odd_float",
+            json!({"i": 2.0, "score": -0.5, "tags": [[1, 2], {"a": 1}], "name": "Ünïcode wörds, mixed-Case"}),
+        ),
+        ("odd_empty", json!({})),
+    ];
+    for (k, md) in odd {
+        children.push((
+            k.to_string(),
+            Node::container(MemoryContainer::default()).with_metadata(md),
+        ));
+    }
+    Node::container(MemoryContainer::new(children))
+}
+
+fn q(pairs: &[(&str, &str)]) -> Vec<Query> {
+    Query::parse_params(pairs.iter().copied()).unwrap()
+}
+
+fn keys(
+    c: &dyn ContainerAdapter,
+    queries: &[Query],
+    sort: &[SortKey],
+    offset: usize,
+    limit: usize,
+) -> (usize, Vec<String>) {
+    let page = c.search(queries, sort, offset, limit).unwrap();
+    (
+        page.count,
+        page.entries.into_iter().map(|(k, _)| k).collect(),
+    )
+}
+
+fn cond(name: &str, fields: &[(&str, &str)]) -> Vec<(String, String)> {
+    fields
+        .iter()
+        .map(|(f, v)| (format!("filter[{name}][condition][{f}]"), v.to_string()))
+        .collect()
+}
+
+/// Every query the suite compares, as URL parameter lists.
+fn battery() -> Vec<Vec<(String, String)>> {
+    let mut all = vec![
+        cond("eq", &[("key", "color"), ("value", "\"red\"")]),
+        cond("eq", &[("key", "group"), ("value", "3")]),
+        cond("eq", &[("key", "group"), ("value", "3.0")]),
+        cond("eq", &[("key", "nested.x"), ("value", "2")]),
+        cond("eq", &[("key", "nested.x"), ("value", "\"7\"")]),
+        cond("eq", &[("key", "i"), ("value", "null")]),
+        cond("eq", &[("key", "i"), ("value", "true")]),
+        cond("eq", &[("key", "i"), ("value", "2")]),
+        cond("eq", &[("key", "tags"), ("value", "[\"even\", \"fizz\"]")]),
+        cond("eq", &[("key", "tags"), ("value", "[]")]),
+        cond("eq", &[("key", "missing"), ("value", "1")]),
+        cond("noteq", &[("key", "color"), ("value", "\"red\"")]),
+        cond("noteq", &[("key", "i"), ("value", "5")]),
+        cond(
+            "comparison",
+            &[("operator", "lt"), ("key", "score"), ("value", "10")],
+        ),
+        cond(
+            "comparison",
+            &[("operator", "ge"), ("key", "score"), ("value", "249.5")],
+        ),
+        cond(
+            "comparison",
+            &[("operator", "gt"), ("key", "i"), ("value", "990")],
+        ),
+        cond(
+            "comparison",
+            &[("operator", "le"), ("key", "i"), ("value", "1.5")],
+        ),
+        cond(
+            "comparison",
+            &[
+                ("operator", "gt"),
+                ("key", "name"),
+                ("value", "\"item 995\""),
+            ],
+        ),
+        cond(
+            "comparison",
+            &[("operator", "lt"), ("key", "color"), ("value", "\"green\"")],
+        ),
+        cond(
+            "comparison",
+            &[("operator", "gt"), ("key", "i"), ("value", "true")],
+        ),
+        cond("contains", &[("key", "tags"), ("value", "\"fizz\"")]),
+        cond("contains", &[("key", "tags"), ("value", "1")]),
+        cond("contains", &[("key", "color"), ("value", "\"red\"")]),
+        cond("in", &[("key", "group"), ("value", "[1, 2, \"3\"]")]),
+        cond("in", &[("key", "color"), ("value", "[]")]),
+        cond(
+            "notin",
+            &[("key", "group"), ("value", "[0, 1, 2, 3, 4, 5, 6, 7]")],
+        ),
+        cond("notin", &[("key", "group"), ("value", "[]")]),
+        cond("keypresent", &[("key", "optional"), ("exists", "true")]),
+        cond("keypresent", &[("key", "optional"), ("exists", "false")]),
+        cond("keypresent", &[("key", "nested.label"), ("exists", "true")]),
+        cond("like", &[("key", "name"), ("pattern", "\"item 1_\"")]),
+        cond("like", &[("key", "color"), ("pattern", "\"R%\"")]),
+        cond(
+            "like",
+            &[("key", "description"), ("pattern", "\"%group 3\"")],
+        ),
+        cond(
+            "regex",
+            &[
+                ("key", "name"),
+                ("pattern", "^item 9[0-9]$"),
+                ("case_sensitive", "true"),
+            ],
+        ),
+        cond(
+            "regex",
+            &[
+                ("key", "color"),
+                ("pattern", "^red$"),
+                ("case_sensitive", "false"),
+            ],
+        ),
+        cond("fulltext", &[("text", "blue group")]),
+        cond("fulltext", &[("text", "SAMPLE 7")]),
+        cond("fulltext", &[("text", "mixed")]),
+        cond("fulltext", &[("text", "nothing-like-this")]),
+        cond(
+            "specs",
+            &[("include", "[\"quad\"]"), ("exclude", "[\"pent\"]")],
+        ),
+        cond("specs", &[("include", "[]"), ("exclude", "[\"quad\"]")]),
+        cond("structure_family", &[("value", "array")]),
+        cond(
+            "keys_filter",
+            &[("keys", "[\"item_0003\", \"odd_bool\", \"nope\"]")],
+        ),
+        cond("lookup", &[("key", "item_0042")]),
+    ];
+    // Two conditions at once.
+    let mut both = cond("eq", &[("key", "color"), ("value", "\"blue\"")]);
+    both.extend(cond(
+        "comparison",
+        &[("operator", "lt"), ("key", "i"), ("value", "100")],
+    ));
+    all.push(both);
+    all
+}
+
+fn sorts() -> Vec<Vec<SortKey>> {
+    let s = |k: &str, d: bool| SortKey {
+        key: k.into(),
+        descending: d,
+    };
+    vec![
+        vec![],
+        vec![s("", true)],
+        vec![s("id", true)],
+        vec![s("score", false)],
+        vec![s("score", true)],
+        vec![s("i", false)],
+        vec![s("metadata.color", false), s("group", true)],
+        vec![s("nested.label", true), s("id", false)],
+        vec![s("missing", false)],
+    ]
+}
+
+fn isolated_postgres(uri: &str) -> CatalogUri {
+    // A schema of our own, named after the process and time.
+    let schema = format!(
+        "conformance_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let mut client =
+        postgres::Client::connect(uri, postgres::NoTls).expect("connect to PostgreSQL");
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .expect("create schema");
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    CatalogUri::Postgres(format!("{uri}{sep}options=-csearch_path%3D{schema}"))
+}
+
+fn catalogs() -> Vec<(&'static str, Catalog)> {
+    let mut out = vec![(
+        "sqlite",
+        Catalog::temporary().expect("temporary SQLite catalog"),
+    )];
+    match std::env::var("TILED_TEST_POSTGRES_URI") {
+        Ok(uri) if !uri.is_empty() => {
+            let c = Catalog::open(&isolated_postgres(&uri), true).expect("PostgreSQL catalog");
+            out.push(("postgresql", c));
+        }
+        _ => eprintln!("TILED_TEST_POSTGRES_URI unset: PostgreSQL part skipped"),
+    }
+    out
+}
+
+fn loaded(mut catalog: Catalog, tree: &Node) -> (Arc<Catalog>, Arc<dyn ContainerAdapter>) {
+    let wrapper = Node::container(MemoryContainer::new([("t".to_string(), tree.clone())]));
+    catalog.register_opener(
+        IN_MEMORY_MIMETYPE,
+        Arc::new(InMemoryOpener {
+            tree: wrapper.clone(),
+        }),
+    );
+    load_tree(&catalog, &[], &wrapper).unwrap();
+    let catalog = Arc::new(catalog);
+    let root = CatalogContainer::root(catalog.clone()).unwrap();
+    let NodeData::Container(t) = root.get("t").unwrap().unwrap().data else {
+        panic!("t is a container")
+    };
+    (catalog, t)
+}
+
+fn as_container(n: &Node) -> Arc<dyn ContainerAdapter> {
+    match &n.data {
+        NodeData::Container(c) => c.clone(),
+        _ => panic!("not a container"),
+    }
+}
+
+#[test]
+fn queries_and_sorts_match_the_reference_semantics() {
+    let tree = reference();
+    let reference = as_container(&tree);
+    for (name, catalog) in catalogs() {
+        let (_catalog, sql) = loaded(catalog, &tree);
+        assert_eq!(
+            sql.len().unwrap(),
+            reference.len().unwrap(),
+            "{name}: count"
+        );
+        for params in battery() {
+            let pairs: Vec<(&str, &str)> = params
+                .iter()
+                .map(|(a, b)| (a.as_str(), b.as_str()))
+                .collect();
+            let queries = q(&pairs);
+            for sort in sorts() {
+                let want = keys(&*reference, &queries, &sort, 0, usize::MAX);
+                let got = keys(&*sql, &queries, &sort, 0, usize::MAX);
+                assert_eq!(got, want, "{name}: {params:?} sorted by {sort:?}");
+            }
+            // A page from the middle.
+            let want = keys(&*reference, &queries, &[], 3, 5);
+            let got = keys(&*sql, &queries, &[], 3, 5);
+            assert_eq!(got, want, "{name}: {params:?} page");
+        }
+    }
+}
+
+#[test]
+fn nodes_carry_metadata_specs_structure_and_data() {
+    let tree = reference();
+    for (name, catalog) in catalogs() {
+        let (_catalog, sql) = loaded(catalog, &tree);
+        let item = sql.get("item_0005").unwrap().unwrap();
+        assert_eq!(item.metadata["color"], json!("blue"), "{name}");
+        assert_eq!(item.specs, vec![Spec::new("pent")], "{name}");
+        let NodeData::Array(a) = &item.data else {
+            panic!("{name}: item_0005 is an array")
+        };
+        assert_eq!(a.structure().shape, vec![3]);
+        let data = a.read_block(&[0]).unwrap();
+        assert_eq!(
+            data.bytes,
+            [5i64, 6, 7]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<_>>()
+        );
+        let c = sql.get("item_0004").unwrap().unwrap();
+        assert_eq!(as_container(&c).len().unwrap(), 0, "{name}");
+        assert!(sql.get("nope").unwrap().is_none());
+        assert_eq!(item.family(), StructureFamily::Array);
+    }
+}
+
+#[test]
+fn distinct_matches_the_reference() {
+    let tree = reference();
+    let reference = as_container(&tree);
+    for (name, catalog) in catalogs() {
+        let (_catalog, sql) = loaded(catalog, &tree);
+        for queries in [
+            vec![],
+            q(&[
+                ("filter[eq][condition][key]", "group"),
+                ("filter[eq][condition][value]", "1"),
+            ]),
+        ] {
+            let keys = vec![
+                "color".to_string(),
+                "nested.label".to_string(),
+                "i".to_string(),
+            ];
+            let req = DistinctRequest {
+                queries: &queries,
+                metadata_keys: &keys,
+                structure_families: true,
+                specs: true,
+                counts: true,
+            };
+            let want = reference.distinct(&req).unwrap();
+            let got = sql.distinct(&req).unwrap();
+            assert_eq!(got.structure_families, want.structure_families, "{name}");
+            assert_eq!(got.specs, want.specs, "{name}");
+            assert_eq!(got.metadata, want.metadata, "{name}");
+        }
+    }
+}
+
+#[test]
+fn paging_is_stable_while_others_insert() {
+    for (name, catalog) in catalogs() {
+        let catalog = Arc::new(catalog);
+        let node = |k: String, i: usize| NewNode {
+            key: k,
+            structure_family: StructureFamily::Container,
+            structure: None,
+            metadata: json!({"i": i}).as_object().cloned().unwrap(),
+            specs: vec![],
+            access_blob: json!({}),
+            data_sources: vec![],
+        };
+        catalog.create_node(&[], &node("c".into(), 0)).unwrap();
+        let before: Vec<NewNode> = (0..300).map(|i| node(format!("a{i:03}"), i)).collect();
+        catalog.create_nodes(&["c".to_string()], &before).unwrap();
+        let writer = {
+            let catalog = catalog.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    catalog
+                        .create_node(&["c".to_string()], &node(format!("b{i:03}"), 1000 + i))
+                        .unwrap();
+                }
+            })
+        };
+        let root = CatalogContainer::root(catalog.clone()).unwrap();
+        let c = as_container(&root.get("c").unwrap().unwrap());
+        let mut seen = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = c.search(&[], &[], offset, 7).unwrap();
+            if page.entries.is_empty() {
+                break;
+            }
+            offset += page.entries.len();
+            seen.extend(page.entries.into_iter().map(|(k, _)| k));
+        }
+        writer.join().unwrap();
+        let first: Vec<String> = seen
+            .iter()
+            .filter(|k| k.starts_with('a'))
+            .cloned()
+            .collect();
+        let want: Vec<String> = (0..300).map(|i| format!("a{i:03}")).collect();
+        assert_eq!(first, want, "{name}: every earlier node once, in order");
+        let mut dedup = seen.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), seen.len(), "{name}: no duplicates");
+        // A node carries the count of when it was looked up: look again.
+        let c = as_container(&root.get("c").unwrap().unwrap());
+        assert_eq!(c.len().unwrap(), 500, "{name}");
+    }
+}
+
+#[test]
+fn revisions_conflicts_and_deletes() {
+    for (name, catalog) in catalogs() {
+        let new = |k: &str, md: Value| NewNode {
+            key: k.into(),
+            structure_family: StructureFamily::Container,
+            structure: None,
+            metadata: md.as_object().cloned().unwrap(),
+            specs: vec![],
+            access_blob: json!({}),
+            data_sources: vec![],
+        };
+        catalog
+            .create_node(&[], &new("x", json!({"v": 1, "title": "first words"})))
+            .unwrap();
+        assert!(
+            matches!(
+                catalog.create_node(&[], &new("x", json!({}))),
+                Err(CatalogError::Conflict(_))
+            ),
+            "{name}"
+        );
+        assert!(matches!(
+            catalog.create_node(&["nope".into()], &new("y", json!({}))),
+            Err(CatalogError::NotFound(_))
+        ));
+        assert!(matches!(
+            catalog.create_node(&[], &new("a/b", json!({}))),
+            Err(CatalogError::BadRequest(_))
+        ));
+        catalog
+            .create_node(&["x".into()], &new("child", json!({})))
+            .unwrap();
+        let path = vec!["x".to_string()];
+        let r1 = catalog
+            .update_metadata(
+                &path,
+                json!({"v": 2, "title": "second"}).as_object().unwrap(),
+                None,
+                None,
+            )
+            .unwrap();
+        let r2 = catalog
+            .update_metadata(
+                &path,
+                json!({"v": 3}).as_object().unwrap(),
+                Some(&[Spec::new("s")]),
+                None,
+            )
+            .unwrap();
+        assert_eq!((r1, r2), (1, 2), "{name}");
+        let (total, revs) = catalog.revisions(&path, 0, 10).unwrap();
+        assert_eq!(total, 2);
+        assert_eq!(revs[0].metadata, json!({"v": 1, "title": "first words"}));
+        assert_eq!(revs[1].metadata, json!({"v": 2, "title": "second"}));
+        // Full text follows the current metadata only.
+        let catalog = Arc::new(catalog);
+        let root = CatalogContainer::root(catalog.clone()).unwrap();
+        let ft = |t: &str| q(&[("filter[fulltext][condition][text]", t)]);
+        assert_eq!(
+            keys(&root, &ft("first"), &[], 0, 10).1,
+            Vec::<String>::new(),
+            "{name}"
+        );
+        let x = root.get("x").unwrap().unwrap();
+        assert_eq!(x.metadata["v"], json!(3));
+        assert_eq!(x.specs, vec![Spec::new("s")]);
+        catalog.delete_revision(&path, 1).unwrap();
+        assert!(matches!(
+            catalog.delete_revision(&path, 1),
+            Err(CatalogError::NotFound(_))
+        ));
+        assert_eq!(catalog.revisions(&path, 0, 10).unwrap().0, 1);
+        catalog.delete_node(&path).unwrap();
+        assert!(root.get("x").unwrap().is_none());
+        assert!(
+            catalog
+                .node_id(&["x".into(), "child".into()])
+                .unwrap()
+                .is_none(),
+            "{name}: cascade"
+        );
+        assert!(matches!(
+            catalog.delete_node(&path),
+            Err(CatalogError::NotFound(_))
+        ));
+    }
+}
+
+#[test]
+fn bad_keys_are_caller_errors() {
+    for (name, catalog) in catalogs() {
+        let catalog = Arc::new(catalog);
+        let root = CatalogContainer::root(catalog).unwrap();
+        let bad = vec![Query::Eq {
+            key: "a'b".into(),
+            value: json!(1),
+        }];
+        assert!(
+            matches!(
+                root.search(&bad, &[], 0, 10),
+                Err(tiled_adapters::AdapterError::BadRequest(_))
+            ),
+            "{name}"
+        );
+        let sort = vec![SortKey {
+            key: "x;drop".into(),
+            descending: false,
+        }];
+        assert!(root.search(&[], &sort, 0, 10).is_err(), "{name}");
+    }
+}
