@@ -4,6 +4,11 @@ pinned upstream Python client at it.
 Environment:
   TILED_BIN   path to the server binary
               (default: $HOME/.cache/tiled-rs/target/debug/tiled)
+  TILED_COMPAT_TREE
+              what the server serves: `demo` (default, in memory), `catalog`
+              (the demo loaded into a temporary SQLite catalog, so every
+              browse and search goes through SQL), or `postgres` (the same
+              in the PostgreSQL database at TILED_TEST_POSTGRES_URI)
 """
 
 from __future__ import annotations
@@ -48,6 +53,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(PER_TEST_TIMEOUT))
 
 
+def _tree_args(extra_args) -> list[str]:
+    tree = os.environ.get("TILED_COMPAT_TREE", "demo")
+    # Catalogs are private by default; the demo is public by default.
+    public = [] if "--private" in extra_args else ["--public"]
+    if tree == "demo":
+        return ["demo"]
+    if tree == "catalog":
+        return ["catalog", "--temp", "--demo", *public]
+    if tree == "postgres":
+        uri = os.environ.get("TILED_TEST_POSTGRES_URI")
+        if not uri:
+            pytest.fail("TILED_COMPAT_TREE=postgres needs TILED_TEST_POSTGRES_URI", pytrace=False)
+        return ["catalog", uri, "--init", "--demo", *public]
+    pytest.fail(f"unknown TILED_COMPAT_TREE={tree!r}", pytrace=False)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -75,7 +96,7 @@ class Server:
         self.args = [
             str(TILED_BIN),
             "serve",
-            "demo",
+            *_tree_args(extra_args),
             "--host",
             "127.0.0.1",
             "--port",

@@ -245,7 +245,18 @@ impl Connection for SqliteConnection {
 // ------------------------------------------------------------------ PostgreSQL
 
 /// A PostgreSQL connection with a cache of prepared statements.
+///
+/// The `postgres` crate blocks on a private runtime of its own, which tokio
+/// forbids inside a runtime context (where the server's handlers run). So
+/// each connection lives on its own thread and statements are sent to it
+/// over a channel; the caller just waits for the answer.
 pub struct PostgresConnection {
+    jobs: std::sync::mpsc::Sender<PgJob>,
+}
+
+type PgJob = Box<dyn FnOnce(&mut PgSession) + Send>;
+
+struct PgSession {
     client: postgres::Client,
     prepared: HashMap<String, postgres::Statement>,
 }
@@ -256,13 +267,51 @@ impl PostgresConnection {
     /// # Errors
     /// [`CatalogError::Database`] if the server refuses.
     pub fn connect(uri: &str) -> Result<Self, CatalogError> {
-        let client = postgres::Client::connect(uri, postgres::NoTls).map_err(db_err)?;
-        Ok(PostgresConnection {
-            client,
-            prepared: HashMap::new(),
-        })
+        let (jobs, inbox) = std::sync::mpsc::channel::<PgJob>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let uri = uri.to_string();
+        std::thread::Builder::new()
+            .name("tiled-postgres".into())
+            .spawn(move || match postgres::Client::connect(&uri, postgres::NoTls) {
+                Ok(client) => {
+                    let _ = ready_tx.send(Ok(()));
+                    let mut session = PgSession {
+                        client,
+                        prepared: HashMap::new(),
+                    };
+                    // Ends when the connection (the sender) is dropped.
+                    while let Ok(job) = inbox.recv() {
+                        job(&mut session);
+                    }
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                }
+            })
+            .map_err(db_err)?;
+        ready_rx
+            .recv()
+            .map_err(|_| CatalogError::Database("the connection thread ended".into()))?
+            .map_err(CatalogError::Database)?;
+        Ok(PostgresConnection { jobs })
     }
 
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut PgSession) -> Result<T, CatalogError> + Send + 'static,
+    ) -> Result<T, CatalogError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.jobs
+            .send(Box::new(move |session| {
+                let _ = tx.send(f(session));
+            }))
+            .map_err(|_| CatalogError::Database("the connection thread ended".into()))?;
+        rx.recv()
+            .map_err(|_| CatalogError::Database("the connection thread ended".into()))?
+    }
+}
+
+impl PgSession {
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement, CatalogError> {
         if let Some(s) = self.prepared.get(sql) {
             return Ok(s.clone());
@@ -274,9 +323,7 @@ impl PostgresConnection {
         self.prepared.insert(sql.to_string(), s.clone());
         Ok(s)
     }
-}
 
-impl Connection for PostgresConnection {
     fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>, CatalogError> {
         use postgres::types::Type;
         let stmt = self.statement(sql)?;
@@ -292,9 +339,7 @@ impl Connection for PostgresConnection {
             for (i, col) in r.columns().iter().enumerate() {
                 let t = col.type_();
                 let cell = if *t == Type::INT8 {
-                    r.try_get::<_, Option<i64>>(i)
-                        .map_err(db_err)?
-                        .map(Cell::Int)
+                    r.try_get::<_, Option<i64>>(i).map_err(db_err)?.map(Cell::Int)
                 } else if *t == Type::INT4 {
                     r.try_get::<_, Option<i32>>(i)
                         .map_err(db_err)?
@@ -308,9 +353,7 @@ impl Connection for PostgresConnection {
                         .map_err(db_err)?
                         .map(|v| Cell::Int(v.into()))
                 } else if *t == Type::FLOAT8 {
-                    r.try_get::<_, Option<f64>>(i)
-                        .map_err(db_err)?
-                        .map(Cell::Float)
+                    r.try_get::<_, Option<f64>>(i).map_err(db_err)?.map(Cell::Float)
                 } else {
                     r.try_get::<_, Option<String>>(i)
                         .map_err(db_err)?
@@ -332,10 +375,25 @@ impl Connection for PostgresConnection {
             .collect();
         self.client.execute(&stmt, &refs).map_err(db_err)
     }
+}
+
+impl Connection for PostgresConnection {
+    fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>, CatalogError> {
+        let (sql, params) = (sql.to_string(), params.to_vec());
+        self.call(move |s| s.query(&sql, &params))
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64, CatalogError> {
+        let (sql, params) = (sql.to_string(), params.to_vec());
+        self.call(move |s| s.execute(&sql, &params))
+    }
 
     fn batch(&mut self, sql: &str) -> Result<(), CatalogError> {
-        self.prepared.clear();
-        self.client.batch_execute(sql).map_err(db_err)
+        let sql = sql.to_string();
+        self.call(move |s| {
+            s.prepared.clear();
+            s.client.batch_execute(&sql).map_err(db_err)
+        })
     }
 
     fn dialect(&self) -> Dialect {

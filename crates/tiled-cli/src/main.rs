@@ -242,6 +242,9 @@ fn open_catalog(args: &CatalogArgs) -> Result<tiled_adapters::Node, String> {
         if !already {
             let n =
                 tiled_catalog::load::load_tree(&catalog, &[], &demo).map_err(|e| e.to_string())?;
+            catalog
+                .update_metadata(&[], &demo.metadata, Some(&demo.specs), None)
+                .map_err(|e| e.to_string())?;
             tracing::info!("loaded {n} demo nodes into the catalog");
         }
     }
