@@ -272,22 +272,24 @@ impl PostgresConnection {
         let uri = uri.to_string();
         std::thread::Builder::new()
             .name("tiled-postgres".into())
-            .spawn(move || match postgres::Client::connect(&uri, postgres::NoTls) {
-                Ok(client) => {
-                    let _ = ready_tx.send(Ok(()));
-                    let mut session = PgSession {
-                        client,
-                        prepared: HashMap::new(),
-                    };
-                    // Ends when the connection (the sender) is dropped.
-                    while let Ok(job) = inbox.recv() {
-                        job(&mut session);
+            .spawn(
+                move || match postgres::Client::connect(&uri, postgres::NoTls) {
+                    Ok(client) => {
+                        let _ = ready_tx.send(Ok(()));
+                        let mut session = PgSession {
+                            client,
+                            prepared: HashMap::new(),
+                        };
+                        // Ends when the connection (the sender) is dropped.
+                        while let Ok(job) = inbox.recv() {
+                            job(&mut session);
+                        }
                     }
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
-                }
-            })
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                    }
+                },
+            )
             .map_err(db_err)?;
         ready_rx
             .recv()
@@ -339,7 +341,9 @@ impl PgSession {
             for (i, col) in r.columns().iter().enumerate() {
                 let t = col.type_();
                 let cell = if *t == Type::INT8 {
-                    r.try_get::<_, Option<i64>>(i).map_err(db_err)?.map(Cell::Int)
+                    r.try_get::<_, Option<i64>>(i)
+                        .map_err(db_err)?
+                        .map(Cell::Int)
                 } else if *t == Type::INT4 {
                     r.try_get::<_, Option<i32>>(i)
                         .map_err(db_err)?
@@ -353,7 +357,9 @@ impl PgSession {
                         .map_err(db_err)?
                         .map(|v| Cell::Int(v.into()))
                 } else if *t == Type::FLOAT8 {
-                    r.try_get::<_, Option<f64>>(i).map_err(db_err)?.map(Cell::Float)
+                    r.try_get::<_, Option<f64>>(i)
+                        .map_err(db_err)?
+                        .map(Cell::Float)
                 } else {
                     r.try_get::<_, Option<String>>(i)
                         .map_err(db_err)?

@@ -211,6 +211,28 @@ impl Registry {
             .collect()
     }
 
+    /// Encode `payload` with the serializer for `media_type`. When that
+    /// format cannot hold this data, the 406 says why and lists the
+    /// family's other formats.
+    ///
+    /// # Errors
+    /// [`FormatError::NotAcceptable`] / [`FormatError::Unsupported`].
+    pub fn encode(
+        &self,
+        family: StructureFamily,
+        media_type: &str,
+        payload: Payload,
+    ) -> Result<Vec<u8>, FormatError> {
+        let serializer = self.negotiate(family, Some(media_type), None)?;
+        serializer.encode(payload).map_err(|e| match e {
+            FormatError::Unsupported(why) => FormatError::Unsupported(format!(
+                "{why}. Formats for this node's family: {}.",
+                self.formats(family).join(", ")
+            )),
+            other => other,
+        })
+    }
+
     /// The about document's `formats`: every family, even those with none.
     pub fn about_formats(&self) -> BTreeMap<&'static str, Vec<&'static str>> {
         let mut out: BTreeMap<&'static str, Vec<&'static str>> = StructureFamily::ALL

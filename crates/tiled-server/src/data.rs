@@ -309,10 +309,9 @@ pub async fn array(
             }
             None => adapter.read(&sel)?,
         };
-        let serializer = app2
+        Ok(app2
             .formats
-            .negotiate(StructureFamily::Array, Some(media_type), None)?;
-        Ok(serializer.encode(Payload::Array(data))?)
+            .encode(StructureFamily::Array, media_type, Payload::Array(data))?)
     })
     .await?;
     Ok(data_response(app, req, media_type, body, etag, Some(permit), itemsize).await)
@@ -421,10 +420,11 @@ pub async fn table(
             }
             None => schema,
         };
-        let serializer = app2
-            .formats
-            .negotiate(StructureFamily::Table, Some(media_type), None)?;
-        Ok(serializer.encode(Payload::Table { schema, batches })?)
+        Ok(app2.formats.encode(
+            StructureFamily::Table,
+            media_type,
+            Payload::Table { schema, batches },
+        )?)
     })
     .await?;
     let etag = request_etag(req, media_type);
@@ -559,10 +559,9 @@ pub async fn container(app: &Arc<App>, req: &Request, node: &Node) -> Result<Res
     };
     let app2 = app.clone();
     let body = blocking(move || {
-        let serializer =
-            app2.formats
-                .negotiate(StructureFamily::Container, Some(media_type), None)?;
-        Ok(serializer.encode(payload)?)
+        Ok(app2
+            .formats
+            .encode(StructureFamily::Container, media_type, payload)?)
     })
     .await?;
     let etag = request_etag(req, media_type);
