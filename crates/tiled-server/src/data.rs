@@ -44,14 +44,18 @@ fn request_etag(req: &Request, media_type: &str) -> String {
     format!("\"{:032x}\"", h.digest128())
 }
 
-/// `Cache-Control` for data of immutable nodes: cacheable for a day, by
-/// shared caches only when anyone may read.
+/// `Cache-Control` for data responses. In-memory trees are immutable while
+/// the server runs: cacheable for a day (by shared caches only when anyone
+/// may read). A catalog's nodes can change, and the ETag is derived from
+/// the request, so caches must revalidate every time.
 fn cache_control(app: &App) -> HeaderValue {
-    HeaderValue::from_static(if app.config.auth.allow_anonymous {
-        "public, max-age=86400, immutable"
-    } else {
-        "private, max-age=86400, immutable"
-    })
+    HeaderValue::from_static(
+        match (app.config.tree_blocks, app.config.auth.allow_anonymous) {
+            (true, _) => "no-cache",
+            (false, true) => "public, max-age=86400, immutable",
+            (false, false) => "private, max-age=86400, immutable",
+        },
+    )
 }
 
 /// Finish a data response: Tiled's own encodings (blosc2, lz4) when the
