@@ -95,8 +95,7 @@ impl CatalogContainer {
         let c = &self.catalog;
         format!(
             "n.id, n.key, n.structure_family, {}, {}, {}, {}, \
-             CASE WHEN n.structure_family = 'container' \
-             THEN (SELECT count(*) FROM nodes k WHERE k.parent = n.id) END",
+             CASE WHEN n.structure_family = 'container' THEN n.child_count END",
             c.t("n.metadata"),
             c.t("n.specs"),
             c.t("n.access_blob"),
@@ -191,8 +190,8 @@ fn fill_description(node: &mut Node, row: &Row, first: usize) -> Result<(), Cata
 impl ContainerAdapter for CatalogContainer {
     fn len(&self) -> Result<usize, AdapterError> {
         match self.count {
-            Some(n) if (n as i64) <= crate::EXACT_COUNT_LIMIT => Ok(n),
-            _ => Ok(self.catalog.count_children(self.id)?),
+            Some(n) => Ok(n),
+            None => Ok(self.catalog.count_children(self.id)?),
         }
     }
 
@@ -233,7 +232,6 @@ impl ContainerAdapter for CatalogContainer {
             conds.push(sql::condition(&mut s, q)?);
         }
         let where_ = conds.join(" AND ");
-        let count_params = s.params.clone();
         let mut order = Vec::new();
         for k in sort {
             order.extend(sql::order_terms(dialect, &k.key, k.descending)?);
@@ -258,18 +256,7 @@ impl ContainerAdapter for CatalogContainer {
                 .map(|r| self.node_from_row(r))
                 .collect::<Result<Vec<_>, CatalogError>>()?
         };
-        let count = if queries.is_empty() {
-            self.len()?
-        } else {
-            let mut conn = c.pool.get().map_err(AdapterError::from)?;
-            let rows = conn
-                .rows(
-                    &format!("SELECT count(*) FROM nodes n WHERE {where_}"),
-                    &count_params,
-                )
-                .map_err(AdapterError::from)?;
-            rows.first().map(|r| r.int(0)).transpose()?.unwrap_or(0) as usize
-        };
+        let count = self.catalog.count_matching(self.id, queries)?;
         Ok(SearchPage { count, entries })
     }
 

@@ -145,6 +145,19 @@ fn db_err(e: impl std::fmt::Display) -> CatalogError {
     CatalogError::Database(e.to_string())
 }
 
+/// PostgreSQL errors with their SQLSTATE, so callers can tell a unique
+/// violation from a failure by its text on both dialects.
+fn pg_err(e: postgres::Error) -> CatalogError {
+    if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) {
+        CatalogError::Database(format!("duplicate key value: {e}"))
+    } else {
+        match e.as_db_error() {
+            Some(db) => CatalogError::Database(format!("{}: {}", db.code().code(), db.message())),
+            None => CatalogError::Database(e.to_string()),
+        }
+    }
+}
+
 // ------------------------------------------------------------------ SQLite
 
 /// An SQLite connection set up for the catalog.
@@ -318,7 +331,7 @@ impl PgSession {
         if let Some(s) = self.prepared.get(sql) {
             return Ok(s.clone());
         }
-        let s = self.client.prepare(sql).map_err(db_err)?;
+        let s = self.client.prepare(sql).map_err(pg_err)?;
         if self.prepared.len() > 512 {
             self.prepared.clear();
         }
@@ -334,7 +347,7 @@ impl PgSession {
             .iter()
             .map(|t| t as &(dyn postgres::types::ToSql + Sync))
             .collect();
-        let rows = self.client.query(&stmt, &refs).map_err(db_err)?;
+        let rows = self.client.query(&stmt, &refs).map_err(pg_err)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let mut cells = Vec::with_capacity(r.len());
@@ -379,7 +392,7 @@ impl PgSession {
             .iter()
             .map(|t| t as &(dyn postgres::types::ToSql + Sync))
             .collect();
-        self.client.execute(&stmt, &refs).map_err(db_err)
+        self.client.execute(&stmt, &refs).map_err(pg_err)
     }
 }
 
@@ -398,7 +411,7 @@ impl Connection for PostgresConnection {
         let sql = sql.to_string();
         self.call(move |s| {
             s.prepared.clear();
-            s.client.batch_execute(&sql).map_err(db_err)
+            s.client.batch_execute(&sql).map_err(pg_err)
         })
     }
 

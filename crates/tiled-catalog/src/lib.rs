@@ -300,11 +300,14 @@ impl Catalog {
     /// container; [`CatalogError::Conflict`] if the key is taken;
     /// [`CatalogError::BadRequest`] for a bad key.
     pub fn create_node(&self, parent: &[String], node: &NewNode) -> Result<i64, CatalogError> {
-        self.pool
-            .transaction(|c| self.create_node_in(c, parent, node))
+        let ids = self.create_nodes(parent, std::slice::from_ref(node))?;
+        ids.first()
+            .copied()
+            .ok_or_else(|| CatalogError::Internal("no id for the new node".into()))
     }
 
-    /// Create many nodes under one parent in one transaction (bulk loads).
+    /// Create many nodes under one parent in one transaction (bulk loads):
+    /// the parent is looked up once and its child count updated once.
     ///
     /// # Errors
     /// As [`Catalog::create_node`]; nothing is created if one fails.
@@ -313,62 +316,63 @@ impl Catalog {
         parent: &[String],
         nodes: &[NewNode],
     ) -> Result<Vec<i64>, CatalogError> {
+        for n in nodes {
+            validate_node_key(&n.key)?;
+        }
         self.pool.transaction(|c| {
-            nodes
-                .iter()
-                .map(|n| self.create_node_in(c, parent, n))
-                .collect()
+            let parent_path = parent.join("/");
+            let rows = c.query(
+                &format!(
+                    "SELECT id, structure_family FROM nodes WHERE path = {}",
+                    self.p(1, "")
+                ),
+                &[Param::Text(parent_path.clone())],
+            )?;
+            let Some(row) = rows.first() else {
+                return Err(CatalogError::NotFound(format!(
+                    "No such container: {parent_path:?}"
+                )));
+            };
+            let parent_id = row.int(0)?;
+            if row.text(1)? != "container" {
+                return Err(CatalogError::NotFound(format!(
+                    "{parent_path:?} is not a container"
+                )));
+            }
+            let ts = now();
+            let mut ids = Vec::with_capacity(nodes.len());
+            for node in nodes {
+                let path = if parent_path.is_empty() {
+                    node.key.clone()
+                } else {
+                    format!("{parent_path}/{}", node.key)
+                };
+                ids.push(self.insert_node(c, parent_id, &path, node, &ts)?);
+            }
+            c.execute(
+                &format!(
+                    "UPDATE nodes SET child_count = child_count + {} WHERE id = {}",
+                    self.p(1, "::bigint"),
+                    self.p(2, "::bigint")
+                ),
+                &[Param::Int(nodes.len() as i64), Param::Int(parent_id)],
+            )?;
+            Ok(ids)
         })
     }
 
-    fn create_node_in(
+    fn insert_node(
         &self,
         c: &mut dyn Connection,
-        parent: &[String],
+        parent_id: i64,
+        path: &str,
         node: &NewNode,
+        ts: &str,
     ) -> Result<i64, CatalogError> {
-        validate_node_key(&node.key)?;
-        let parent_path = parent.join("/");
-        let rows = c.query(
-            &format!(
-                "SELECT id, structure_family FROM nodes WHERE path = {}",
-                self.p(1, "")
-            ),
-            &[Param::Text(parent_path.clone())],
-        )?;
-        let Some(row) = rows.first() else {
-            return Err(CatalogError::NotFound(format!(
-                "No such container: {parent_path:?}"
-            )));
-        };
-        let parent_id = row.int(0)?;
-        if row.text(1)? != "container" {
-            return Err(CatalogError::NotFound(format!(
-                "{parent_path:?} is not a container"
-            )));
-        }
-        let path = if parent_path.is_empty() {
-            node.key.clone()
-        } else {
-            format!("{parent_path}/{}", node.key)
-        };
-        let taken = c.query(
-            &format!("SELECT count(*) FROM nodes WHERE path = {}", self.p(1, "")),
-            &[Param::Text(path.clone())],
-        )?;
-        if taken.first().map(|r| r.int(0)).transpose()?.unwrap_or(0) > 0 {
-            return Err(CatalogError::Conflict(format!(
-                "A node already exists at {path:?}"
-            )));
-        }
         let structure_id = match &node.structure {
             Some(s) => Some(self.put_structure(c, s)?),
             None => None,
         };
-        let metadata = json_text(&node.metadata)?;
-        let specs = json_text(&node.specs)?;
-        let access = json_text(&node.access_blob)?;
-        let ts = now();
         let sql = format!(
             "INSERT INTO nodes (parent, key, path, structure_family, structure_id, metadata, specs, access_blob, time_created, time_updated) \
              VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}) RETURNING id",
@@ -383,20 +387,32 @@ impl Catalog {
             self.p(9, "::timestamptz"),
             self.p(9, "::timestamptz"),
         );
-        let rows = c.query(
-            &sql,
-            &[
-                Param::Int(parent_id),
-                Param::Text(node.key.clone()),
-                Param::Text(path),
-                Param::Text(node.structure_family.as_str().to_string()),
-                structure_id.map_or(Param::Null, Param::Text),
-                Param::Text(metadata),
-                Param::Text(specs),
-                Param::Text(access),
-                Param::Text(ts.clone()),
-            ],
-        )?;
+        let rows = c
+            .query(
+                &sql,
+                &[
+                    Param::Int(parent_id),
+                    Param::Text(node.key.clone()),
+                    Param::Text(path.to_string()),
+                    Param::Text(node.structure_family.as_str().to_string()),
+                    structure_id.map_or(Param::Null, Param::Text),
+                    Param::Text(json_text(&node.metadata)?),
+                    Param::Text(json_text(&node.specs)?),
+                    Param::Text(json_text(&node.access_blob)?),
+                    Param::Text(ts.to_string()),
+                ],
+            )
+            .map_err(|e| match e {
+                // The unique constraints are the duplicate check: no race
+                // between a check and the insert.
+                CatalogError::Database(m)
+                    if m.contains("UNIQUE constraint failed")
+                        || m.contains("duplicate key value") =>
+                {
+                    CatalogError::Conflict(format!("A node already exists at {path:?}"))
+                }
+                other => other,
+            })?;
         let id = rows
             .first()
             .ok_or_else(|| CatalogError::Internal("INSERT returned no id".into()))?
@@ -411,7 +427,7 @@ impl Catalog {
             )?;
         }
         for ds in &node.data_sources {
-            self.put_data_source(c, id, node, ds, &ts)?;
+            self.put_data_source(c, id, node, ds, ts)?;
         }
         Ok(id)
     }
@@ -561,13 +577,34 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Number of children of a node: exact up to [`EXACT_COUNT_LIMIT`], then
-    /// (PostgreSQL) the planner's estimate if that is larger.
+    /// Number of children of a node: exact, one row read (the count is
+    /// kept up to date by every insert and delete).
     ///
     /// # Errors
     /// Database errors.
     pub fn count_children(&self, node_id: i64) -> Result<usize, CatalogError> {
-        self.count(node_id, &[])
+        let mut c = self.pool.get()?;
+        let rows = c.rows(
+            &format!(
+                "SELECT child_count FROM nodes WHERE id = {}",
+                self.p(1, "::bigint")
+            ),
+            &[Param::Int(node_id)],
+        )?;
+        Ok(rows.first().map(|r| r.int(0)).transpose()?.unwrap_or(0) as usize)
+    }
+
+    /// Number of children matching `queries`: exact up to
+    /// [`EXACT_COUNT_LIMIT`], then exact on SQLite and the planner's
+    /// estimate (if larger) on PostgreSQL, as upstream does.
+    ///
+    /// # Errors
+    /// Database errors; bad keys.
+    pub fn count_matching(&self, node_id: i64, queries: &[Query]) -> Result<usize, CatalogError> {
+        if queries.is_empty() {
+            return self.count_children(node_id);
+        }
+        self.count(node_id, queries)
     }
 
     fn count(&self, node_id: i64, queries: &[Query]) -> Result<usize, CatalogError> {
@@ -816,15 +853,74 @@ impl Catalog {
                     &[Param::Text(path.join("/")), Param::Text(like_prefix)],
                 )?;
             }
-            let n = c.execute(
+            let parent = c.query(
+                &format!("SELECT parent FROM nodes WHERE path = {}", self.p(1, "")),
+                &[Param::Text(path.join("/"))],
+            )?;
+            let Some(parent) = parent.first() else {
+                return Err(CatalogError::NotFound(format!("No such entry: {path:?}")));
+            };
+            let parent_id = parent.int(0)?;
+            c.execute(
                 &format!("DELETE FROM nodes WHERE path = {}", self.p(1, "")),
                 &[Param::Text(path.join("/"))],
             )?;
-            if n == 0 {
-                return Err(CatalogError::NotFound(format!("No such entry: {path:?}")));
-            }
+            c.execute(
+                &format!(
+                    "UPDATE nodes SET child_count = child_count - 1 WHERE id = {}",
+                    self.p(1, "::bigint")
+                ),
+                &[Param::Int(parent_id)],
+            )?;
             Ok(())
         })
+    }
+
+    /// The query plan of `sql` (SQLite `EXPLAIN QUERY PLAN`, PostgreSQL
+    /// `EXPLAIN`), one line per step: for docs and tests.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn explain(&self, sql: &str, params: &[Param]) -> Result<String, CatalogError> {
+        let mut c = self.pool.get()?;
+        Ok(match self.dialect() {
+            Dialect::Sqlite => c
+                .rows(&format!("EXPLAIN QUERY PLAN {sql}"), params)?
+                .iter()
+                .map(|r| r.text(3).map(str::to_string))
+                .collect::<Result<Vec<_>, _>>()?
+                .join("\n"),
+            Dialect::Postgres => c
+                .rows(&format!("EXPLAIN {sql}"), params)?
+                .iter()
+                .map(|r| r.text(0).map(str::to_string))
+                .collect::<Result<Vec<_>, _>>()?
+                .join("\n"),
+        })
+    }
+
+    /// Index metadata `key` for filters and sorts on values of type `t`
+    /// (idempotent). Returns the statements run.
+    ///
+    /// # Errors
+    /// [`CatalogError::BadRequest`] for a bad key; database errors.
+    pub fn create_metadata_index(
+        &self,
+        key: &str,
+        t: sql::ValueType,
+    ) -> Result<Vec<String>, CatalogError> {
+        let statements = sql::index_statements(self.dialect(), key, t)?;
+        let mut c = self.pool.get()?;
+        for s in &statements {
+            c.batch(s)?;
+        }
+        if self.dialect() == Dialect::Sqlite {
+            // Let the planner know the new indexes' selectivity.
+            c.batch("ANALYZE")?;
+        } else {
+            c.batch("ANALYZE nodes")?;
+        }
+        Ok(statements)
     }
 
     /// Open a node's data through the opener registered for its data

@@ -3,7 +3,9 @@
 //! Both dialects hold the same tables and columns:
 //! - `nodes`: one row per node; `parent` + `key` unique, `path` (the keys
 //!   joined by `/`, `''` for the root) unique, the structure family, JSON
-//!   metadata, specs and access blob, timestamps. Listing a container is an
+//!   metadata, specs and access blob, timestamps, and the number of
+//!   children (kept in the same transaction as every insert and delete, so
+//!   counting a container of millions is one row read). Listing a container is an
 //!   index range scan on `(parent, id)`: insertion order, stable while
 //!   others insert.
 //! - `structures`: deduplicated by the hash of their JSON.
@@ -39,6 +41,7 @@ CREATE TABLE nodes (
     access_blob TEXT NOT NULL DEFAULT '{}',
     time_created TEXT NOT NULL,
     time_updated TEXT NOT NULL,
+    child_count INTEGER NOT NULL DEFAULT 0,
     UNIQUE (parent, key)
 );
 CREATE INDEX nodes_parent_id ON nodes (parent, id);
@@ -105,6 +108,7 @@ CREATE TABLE nodes (
     access_blob JSONB NOT NULL DEFAULT '{}',
     time_created TIMESTAMPTZ NOT NULL,
     time_updated TIMESTAMPTZ NOT NULL,
+    child_count BIGINT NOT NULL DEFAULT 0,
     fts TSVECTOR GENERATED ALWAYS AS (jsonb_to_tsvector('simple', metadata, '["string"]')) STORED,
     UNIQUE (parent, key)
 );

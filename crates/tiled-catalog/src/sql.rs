@@ -186,6 +186,23 @@ fn equals(sql: &mut Sql, key: &str, p: &JsonPath, value: &Value) -> String {
                     let v = sql.json(value);
                     format!("({M} @> {doc} AND ({M} #> {}) = {v})", p.literal)
                 }
+                // The same test once more in the typed form a metadata index
+                // stores (`tiled catalog index`), so the planner may use
+                // either index.
+                Value::Number(n) => {
+                    let v = sql.number(n);
+                    format!(
+                        "({M} @> {doc} AND {} = {v})",
+                        typed_value(d, p, ValueType::Number)
+                    )
+                }
+                Value::String(text) => {
+                    let v = sql.text(text);
+                    format!(
+                        "({M} @> {doc} AND {} = {v} COLLATE \"C\")",
+                        typed_value(d, p, ValueType::Text)
+                    )
+                }
                 _ => format!("{M} @> {doc}"),
             }
         }
@@ -309,31 +326,28 @@ pub fn condition(sql: &mut Sql, q: &Query) -> Result<String, CatalogError> {
                 (Dialect::Sqlite, Value::Number(n)) => {
                     let v = sql.number(n);
                     format!(
-                        "({} AND json_extract({M}, {}) {op} {v})",
+                        "({} AND {} {op} {v})",
                         type_is(d, &p, &["integer", "real"], ""),
-                        p.literal
+                        typed_value(d, &p, ValueType::Number)
                     )
                 }
                 (Dialect::Sqlite, Value::String(s)) => {
                     let v = sql.text(s);
                     format!(
-                        "({} AND json_extract({M}, {}) {op} {v})",
+                        "({} AND {} {op} {v})",
                         type_is(d, &p, &["text"], ""),
-                        p.literal
+                        typed_value(d, &p, ValueType::Text)
                     )
                 }
                 (Dialect::Postgres, Value::Number(n)) => {
                     let v = sql.number(n);
-                    format!(
-                        "(CASE WHEN jsonb_typeof({M} #> {l}) = 'number' THEN ({M} #>> {l})::numeric END) {op} {v}",
-                        l = p.literal
-                    )
+                    format!("{} {op} {v}", typed_value(d, &p, ValueType::Number))
                 }
                 (Dialect::Postgres, Value::String(s)) => {
                     let v = sql.text(s);
                     format!(
-                        "(CASE WHEN jsonb_typeof({M} #> {l}) = 'string' THEN ({M} #>> {l}) END) COLLATE \"C\" {op} {v} COLLATE \"C\"",
-                        l = p.literal
+                        "{} {op} {v} COLLATE \"C\"",
+                        typed_value(d, &p, ValueType::Text)
                     )
                 }
                 // Only numbers and strings are ordered.
@@ -478,6 +492,79 @@ pub fn condition(sql: &mut Sql, q: &Query) -> Result<String, CatalogError> {
             }
         }
     })
+}
+
+/// What type of values a metadata index serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueType {
+    Number,
+    Text,
+}
+
+/// The expression comparisons of one type evaluate (and indexes store):
+/// SQLite's `json_extract`, PostgreSQL's typed `CASE`.
+fn typed_value(d: Dialect, p: &JsonPath, t: ValueType) -> String {
+    let l = &p.literal;
+    match (d, t) {
+        (Dialect::Sqlite, _) => format!("json_extract({M}, {l})"),
+        (Dialect::Postgres, ValueType::Number) => format!(
+            "(CASE WHEN jsonb_typeof({M} #> {l}) = 'number' THEN ({M} #>> {l})::numeric END)"
+        ),
+        (Dialect::Postgres, ValueType::Text) => format!(
+            "((CASE WHEN jsonb_typeof({M} #> {l}) = 'string' THEN ({M} #>> {l}) END) COLLATE \"C\")"
+        ),
+    }
+}
+
+/// `CREATE INDEX` statements that make filters (`eq`, `comparison`) and
+/// sorts on `key` index scans within a container. The expressions are the
+/// ones [`condition`] and [`order_terms`] generate, so the planner matches
+/// them.
+///
+/// # Errors
+/// [`CatalogError::BadRequest`] for keys outside the grammar.
+pub fn index_statements(
+    dialect: Dialect,
+    key: &str,
+    t: ValueType,
+) -> Result<Vec<String>, CatalogError> {
+    let p = json_path(dialect, key)?;
+    let bare = |e: String| e.replace(M, "metadata");
+    let slug: String = key
+        .strip_prefix("metadata.")
+        .unwrap_or(key)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes()) & 0xffff_ffff;
+    let kind = match t {
+        ValueType::Number => "num",
+        ValueType::Text => "text",
+    };
+    // PostgreSQL wants each index expression in parentheses.
+    let wrap = |e: String| match dialect {
+        Dialect::Sqlite => e,
+        Dialect::Postgres => format!("({e})"),
+    };
+    let filter = wrap(bare(typed_value(dialect, &p, t)));
+    let sort: Vec<String> = order_terms(dialect, key, false)?
+        .into_iter()
+        .map(|term| wrap(bare(term.trim_end_matches(" ASC").to_string())))
+        .collect();
+    let mut out = vec![format!(
+        "CREATE INDEX IF NOT EXISTS nodes_md_{slug}_{hash:08x}_{kind} ON nodes (parent, {filter})"
+    )];
+    out.push(format!(
+        "CREATE INDEX IF NOT EXISTS nodes_md_{slug}_{hash:08x}_sort ON nodes (parent, {})",
+        sort.join(", ")
+    ));
+    Ok(out)
 }
 
 /// ORDER BY terms for one sort key (`""`: insertion order, `id`: the

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tiled_adapters::{ContainerAdapter, DistinctRequest, MemoryContainer, Node, NodeData, SortKey};
 use tiled_catalog::load::{IN_MEMORY_MIMETYPE, InMemoryOpener, load_tree};
+use tiled_catalog::sql::ValueType;
 use tiled_catalog::{Catalog, CatalogContainer, CatalogError, CatalogUri, NewNode};
 use tiled_model::{Query, Spec, StructureFamily};
 
@@ -265,29 +266,104 @@ fn queries_and_sorts_match_the_reference_semantics() {
     let tree = reference();
     let reference = as_container(&tree);
     for (name, catalog) in catalogs() {
-        let (_catalog, sql) = loaded(catalog, &tree);
+        let (catalog, sql) = loaded(catalog, &tree);
         assert_eq!(
             sql.len().unwrap(),
             reference.len().unwrap(),
             "{name}: count"
         );
-        for params in battery() {
-            let pairs: Vec<(&str, &str)> = params
-                .iter()
-                .map(|(a, b)| (a.as_str(), b.as_str()))
-                .collect();
-            let queries = q(&pairs);
-            for sort in sorts() {
-                let want = keys(&*reference, &queries, &sort, 0, usize::MAX);
-                let got = keys(&*sql, &queries, &sort, 0, usize::MAX);
-                assert_eq!(got, want, "{name}: {params:?} sorted by {sort:?}");
-            }
-            // A page from the middle.
-            let want = keys(&*reference, &queries, &[], 3, 5);
-            let got = keys(&*sql, &queries, &[], 3, 5);
-            assert_eq!(got, want, "{name}: {params:?} page");
+        compare_battery(name, &*reference, &*sql);
+        // Indexes change plans, never results.
+        for (key, t) in [
+            ("score", ValueType::Number),
+            ("i", ValueType::Number),
+            ("color", ValueType::Text),
+            ("name", ValueType::Text),
+            ("nested.label", ValueType::Text),
+        ] {
+            catalog.create_metadata_index(key, t).unwrap();
+            // Idempotent.
+            catalog.create_metadata_index(key, t).unwrap();
         }
+        compare_battery(name, &*reference, &*sql);
     }
+}
+
+fn compare_battery(name: &str, reference: &dyn ContainerAdapter, sql: &dyn ContainerAdapter) {
+    for params in battery() {
+        let pairs: Vec<(&str, &str)> = params
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let queries = q(&pairs);
+        for sort in sorts() {
+            let want = keys(reference, &queries, &sort, 0, usize::MAX);
+            let got = keys(sql, &queries, &sort, 0, usize::MAX);
+            assert_eq!(got, want, "{name}: {params:?} sorted by {sort:?}");
+        }
+        // A page from the middle.
+        let want = keys(reference, &queries, &[], 3, 5);
+        let got = keys(sql, &queries, &[], 3, 5);
+        assert_eq!(got, want, "{name}: {params:?} page");
+    }
+}
+
+#[test]
+fn sqlite_metadata_indexes_match_the_generated_sql() {
+    // On a small table the planner may rightly prefer a scan; `INDEXED BY`
+    // fails outright if the index cannot serve the query, which is what
+    // must hold: the index expressions are the ones the queries use.
+    let tree = reference();
+    let (catalog, _sql) = loaded(Catalog::temporary().unwrap(), &tree);
+    let statements = catalog
+        .create_metadata_index("score", ValueType::Number)
+        .unwrap();
+    let name = |suffix: &str| -> String {
+        statements
+            .iter()
+            .filter_map(|s| s.split_whitespace().nth(5))
+            .find(|n| n.ends_with(suffix))
+            .unwrap()
+            .to_string()
+    };
+    let (filter_index, sort_index) = (name("_num"), name("_sort"));
+    let mut s = tiled_catalog::sql::Sql::new(tiled_catalog::db::Dialect::Sqlite);
+    let parent = s.int(2);
+    let cond = tiled_catalog::sql::condition(
+        &mut s,
+        &Query::Comparison {
+            operator: tiled_model::CompareOp::Gt,
+            key: "score".into(),
+            value: json!(100),
+        },
+    )
+    .unwrap();
+    let plan = catalog
+        .explain(
+            &format!("SELECT n.id FROM nodes n INDEXED BY {filter_index} WHERE n.parent = {parent} AND {cond}"),
+            &s.params,
+        )
+        .unwrap();
+    assert!(
+        plan.contains(&filter_index) && plan.contains("score"),
+        "{plan}"
+    );
+    let order =
+        tiled_catalog::sql::order_terms(tiled_catalog::db::Dialect::Sqlite, "score", true).unwrap();
+    let mut s = tiled_catalog::sql::Sql::new(tiled_catalog::db::Dialect::Sqlite);
+    let parent = s.int(2);
+    let plan = catalog
+        .explain(
+            &format!(
+                "SELECT n.id FROM nodes n INDEXED BY {sort_index} WHERE n.parent = {parent} ORDER BY {}, n.id LIMIT 1",
+                order.join(", ")
+            ),
+            &s.params,
+        )
+        .unwrap();
+    assert!(plan.contains(&sort_index), "{plan}");
+    // Only the id tie-breaker is left to sort.
+    assert!(!plan.contains("USE TEMP B-TREE FOR ORDER BY"), "{plan}");
 }
 
 #[test]

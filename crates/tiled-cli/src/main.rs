@@ -48,6 +48,23 @@ enum CatalogCommand {
         /// `sqlite:///path.db` or `postgresql://user@host:port/db`.
         uri: String,
     },
+    /// Index a metadata key so filters (eq, comparison) and sorts on it are
+    /// index scans within a container (upstream indexes equality only).
+    Index {
+        /// `sqlite:///path.db` or `postgresql://user@host:port/db`.
+        uri: String,
+        /// Dotted metadata key, e.g. `start.time`.
+        key: String,
+        /// The type of the values the index serves.
+        #[arg(long = "type", value_enum, default_value = "number")]
+        value_type: IndexType,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum IndexType {
+    Number,
+    Text,
 }
 
 #[derive(Subcommand)]
@@ -189,22 +206,47 @@ fn catalog_uri(text: &str) -> Result<tiled_catalog::CatalogUri, String> {
 }
 
 fn catalog_command(what: CatalogCommand) -> Result<(), String> {
-    let (uri, verb) = match &what {
-        CatalogCommand::Init { uri } => (uri, "initialized"),
-        CatalogCommand::Upgrade { uri } => (uri, "upgraded"),
-    };
-    let uri = catalog_uri(uri)?;
-    if let CatalogCommand::Upgrade { .. } = what
-        && let Err(e @ tiled_catalog::CatalogError::NewerSchema { .. }) =
-            tiled_catalog::Catalog::open(&uri, false)
-    {
-        return Err(e.to_string());
+    match what {
+        CatalogCommand::Init { uri } => {
+            tiled_catalog::Catalog::open(&catalog_uri(&uri)?, true).map_err(|e| e.to_string())?;
+            eprintln!(
+                "catalog initialized (schema version {})",
+                tiled_catalog::schema::LATEST
+            );
+        }
+        CatalogCommand::Upgrade { uri } => {
+            let uri = catalog_uri(&uri)?;
+            // Refuse a newer schema before touching anything.
+            if let Err(e @ tiled_catalog::CatalogError::NewerSchema { .. }) =
+                tiled_catalog::Catalog::open(&uri, false)
+            {
+                return Err(e.to_string());
+            }
+            tiled_catalog::Catalog::open(&uri, true).map_err(|e| e.to_string())?;
+            eprintln!(
+                "catalog upgraded (schema version {})",
+                tiled_catalog::schema::LATEST
+            );
+        }
+        CatalogCommand::Index {
+            uri,
+            key,
+            value_type,
+        } => {
+            let catalog = tiled_catalog::Catalog::open(&catalog_uri(&uri)?, false)
+                .map_err(|e| e.to_string())?;
+            let t = match value_type {
+                IndexType::Number => tiled_catalog::sql::ValueType::Number,
+                IndexType::Text => tiled_catalog::sql::ValueType::Text,
+            };
+            for statement in catalog
+                .create_metadata_index(&key, t)
+                .map_err(|e| e.to_string())?
+            {
+                eprintln!("{statement}");
+            }
+        }
     }
-    tiled_catalog::Catalog::open(&uri, true).map_err(|e| e.to_string())?;
-    eprintln!(
-        "catalog {verb} (schema version {})",
-        tiled_catalog::schema::LATEST
-    );
     Ok(())
 }
 
