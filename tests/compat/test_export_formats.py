@@ -47,12 +47,13 @@ def test_array_delimited_text(http, path, fmt, sep):
     np.testing.assert_array_equal(got.reshape(expected.shape), expected)
 
 
+@pytest.mark.parametrize("fmt,sep", [("csv", ","), ("tsv", "\t"), ("text", ",")])
 @pytest.mark.parametrize("key,slice_", [((slice(2, 9), slice(3, 20, 4)), "2:9,3:20:4"), ((slice(None, None, -1), 5), "::-1,5")])
-def test_array_csv_with_slices(http, key, slice_):
+def test_array_delimited_with_slices(http, key, slice_, fmt, sep):
     spec = ARRAYS["dtypes/int64_2d"]
-    r = get(http, array_url(spec.path), format="csv", slice=slice_)
+    r = get(http, array_url(spec.path), format=fmt, slice=slice_)
     expected = spec.region(key)
-    got = np.loadtxt(io.StringIO(r.text), delimiter=",", dtype=np.int64, ndmin=1)
+    got = np.loadtxt(io.StringIO(r.text), delimiter=sep, dtype=np.int64, ndmin=1)
     np.testing.assert_array_equal(got.reshape(expected.shape), expected)
 
 
@@ -393,8 +394,23 @@ def test_blosc2_when_listed(http):
     frame_equal(table, table_frame(LONG, lo, hi).reset_index(drop=True))
 
 
-def test_client_default_reads_with_its_encodings(client):
+def test_client_default_reads_with_its_encodings(client, http):
     # The client lists gzip, deflate, zstd and blosc2 and decodes them all.
+    listed = client.context.http_client.headers["accept-encoding"]
+    assert "zstd" in listed and "blosc2" in listed
+    for url, params, accept in [
+        (f"table/partition/{LONG}", {"partition": 1}, "application/vnd.apache.arrow.file"),
+        ("array/full/dtypes/int64_2d", {}, "application/octet-stream"),
+        ("search/many", {"page[limit]": 50}, "application/json"),
+    ]:
+        with http.stream("GET", url, params=params, headers={"Accept-Encoding": listed, "Accept": accept}) as r:
+            assert r.status_code == 200
+            raw = b"".join(r.iter_raw())
+            # Compressible bodies come back encoded with one of those listed.
+            if len(raw) >= 1000 and r.headers.get("content-encoding") is None:
+                assert url.startswith("array/"), (url, dict(r.headers))
+            elif len(raw) >= 1000:
+                assert r.headers["content-encoding"] in listed
     spec = ARRAYS["nested/images/medium_image"]
     np.testing.assert_array_equal(client[spec.path][100:300, :], spec.region((slice(100, 300), slice(None))))
     df = client[LONG].read()
