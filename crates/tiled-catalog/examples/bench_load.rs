@@ -158,9 +158,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load_secs = start.elapsed().as_secs_f64();
     // The indexes the benchmark's filters and sorts use.
     let t = Instant::now();
-    catalog.create_metadata_index("start.time", ValueType::Number)?;
-    catalog.create_metadata_index("start.scan_id", ValueType::Number)?;
-    catalog.create_metadata_index("start.beamline_id", ValueType::Text)?;
+    catalog.create_metadata_index("start.time", ValueType::Number, None)?;
+    catalog.create_metadata_index("start.scan_id", ValueType::Number, None)?;
+    catalog.create_metadata_index("start.beamline_id", ValueType::Text, Some("start.time"))?;
     let index_secs = t.elapsed().as_secs_f64();
     println!(
         "{}",

@@ -243,11 +243,14 @@ impl ContainerAdapter for CatalogContainer {
         } else {
             let lim = s.int(limit.min(i64::MAX as usize) as i64);
             let off = s.int(offset.min(i64::MAX as usize) as i64);
+            // Two phases: pick the page's ids (which an index can answer
+            // without reading any row), then read only those rows.
             let text = format!(
                 "SELECT {} FROM nodes n LEFT JOIN structures s ON s.id = n.structure_id \
-                 WHERE {where_} ORDER BY {} LIMIT {lim} OFFSET {off}",
+                 WHERE n.id IN (SELECT n.id FROM nodes n WHERE {where_} ORDER BY {order} LIMIT {lim} OFFSET {off}) \
+                 ORDER BY {order}",
                 self.columns(),
-                order.join(", ")
+                order = order.join(", ")
             );
             let mut conn = c.pool.get().map_err(AdapterError::from)?;
             let rows = conn.rows(&text, &s.params).map_err(AdapterError::from)?;

@@ -900,7 +900,8 @@ impl Catalog {
     }
 
     /// Index metadata `key` for filters and sorts on values of type `t`
-    /// (idempotent). Returns the statements run.
+    /// (idempotent), and with `then_sort_by`, for equality on `key` sorted
+    /// by that other key. Returns the statements run.
     ///
     /// # Errors
     /// [`CatalogError::BadRequest`] for a bad key; database errors.
@@ -908,8 +909,9 @@ impl Catalog {
         &self,
         key: &str,
         t: sql::ValueType,
+        then_sort_by: Option<&str>,
     ) -> Result<Vec<String>, CatalogError> {
-        let statements = sql::index_statements(self.dialect(), key, t)?;
+        let statements = sql::index_statements(self.dialect(), key, t, then_sort_by)?;
         let mut c = self.pool.get()?;
         for s in &statements {
             c.batch(s)?;

@@ -527,22 +527,27 @@ pub fn index_statements(
     dialect: Dialect,
     key: &str,
     t: ValueType,
+    then_sort_by: Option<&str>,
 ) -> Result<Vec<String>, CatalogError> {
     let p = json_path(dialect, key)?;
     let bare = |e: String| e.replace(M, "metadata");
-    let slug: String = key
-        .strip_prefix("metadata.")
-        .unwrap_or(key)
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes()) & 0xffff_ffff;
+    let name = |key: &str| -> String {
+        let slug: String = key
+            .strip_prefix("metadata.")
+            .unwrap_or(key)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .take(24)
+            .collect();
+        let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes()) & 0xffff_ffff;
+        format!("{slug}_{hash:08x}")
+    };
     let kind = match t {
         ValueType::Number => "num",
         ValueType::Text => "text",
@@ -552,18 +557,40 @@ pub fn index_statements(
         Dialect::Sqlite => e,
         Dialect::Postgres => format!("({e})"),
     };
-    let filter = wrap(bare(typed_value(dialect, &p, t)));
-    let sort: Vec<String> = order_terms(dialect, key, false)?
-        .into_iter()
-        .map(|term| wrap(bare(term.trim_end_matches(" ASC").to_string())))
-        .collect();
-    let mut out = vec![format!(
-        "CREATE INDEX IF NOT EXISTS nodes_md_{slug}_{hash:08x}_{kind} ON nodes (parent, {filter})"
-    )];
-    out.push(format!(
-        "CREATE INDEX IF NOT EXISTS nodes_md_{slug}_{hash:08x}_sort ON nodes (parent, {})",
-        sort.join(", ")
-    ));
+    let mut filter = wrap(bare(typed_value(dialect, &p, t)));
+    if dialect == Dialect::Sqlite {
+        // The type test of every condition, stored in the index too: SQLite
+        // then answers `json_type(..) IN (..) AND json_extract(..) = ?`
+        // (and counts) from the index alone, without parsing the metadata
+        // of each candidate row.
+        filter = format!(
+            "{filter}, {}",
+            bare(format!("json_type({M}, {})", p.literal))
+        );
+    }
+    let sort_of = |key: &str| -> Result<Vec<String>, CatalogError> {
+        Ok(order_terms(dialect, key, false)?
+            .into_iter()
+            .map(|term| wrap(bare(term.trim_end_matches(" ASC").to_string())))
+            .collect())
+    };
+    let a = name(key);
+    let mut out = vec![
+        format!("CREATE INDEX IF NOT EXISTS nodes_md_{a}_{kind} ON nodes (parent, {filter})"),
+        format!(
+            "CREATE INDEX IF NOT EXISTS nodes_md_{a}_sort ON nodes (parent, {})",
+            sort_of(key)?.join(", ")
+        ),
+    ];
+    if let Some(then) = then_sort_by {
+        // Equality on `key`, then ordered by `then`: "the newest run of
+        // this beamline" reads one index entry.
+        out.push(format!(
+            "CREATE INDEX IF NOT EXISTS nodes_md_{a}_{kind}_by_{} ON nodes (parent, {filter}, {})",
+            name(then),
+            sort_of(then)?.join(", ")
+        ));
+    }
     Ok(out)
 }
 

@@ -281,9 +281,11 @@ fn queries_and_sorts_match_the_reference_semantics() {
             ("name", ValueType::Text),
             ("nested.label", ValueType::Text),
         ] {
-            catalog.create_metadata_index(key, t).unwrap();
+            catalog
+                .create_metadata_index(key, t, Some("score"))
+                .unwrap();
             // Idempotent.
-            catalog.create_metadata_index(key, t).unwrap();
+            catalog.create_metadata_index(key, t, None).unwrap();
         }
         compare_battery(name, &*reference, &*sql);
     }
@@ -316,7 +318,7 @@ fn sqlite_metadata_indexes_match_the_generated_sql() {
     let tree = reference();
     let (catalog, _sql) = loaded(Catalog::temporary().unwrap(), &tree);
     let statements = catalog
-        .create_metadata_index("score", ValueType::Number)
+        .create_metadata_index("score", ValueType::Number, None)
         .unwrap();
     let name = |suffix: &str| -> String {
         statements
@@ -363,6 +365,37 @@ fn sqlite_metadata_indexes_match_the_generated_sql() {
         .unwrap();
     assert!(plan.contains(&sort_index), "{plan}");
     // Only the id tie-breaker is left to sort.
+    assert!(!plan.contains("USE TEMP B-TREE FOR ORDER BY"), "{plan}");
+    // Equality on one key, newest first by another: one index serves both.
+    let statements = catalog
+        .create_metadata_index("color", ValueType::Text, Some("score"))
+        .unwrap();
+    let compound = statements
+        .iter()
+        .filter_map(|s| s.split_whitespace().nth(5))
+        .find(|n| n.contains("_by_"))
+        .unwrap()
+        .to_string();
+    let mut s = tiled_catalog::sql::Sql::new(tiled_catalog::db::Dialect::Sqlite);
+    let parent = s.int(2);
+    let cond = tiled_catalog::sql::condition(
+        &mut s,
+        &Query::Eq {
+            key: "color".into(),
+            value: json!("red"),
+        },
+    )
+    .unwrap();
+    let plan = catalog
+        .explain(
+            &format!(
+                "SELECT n.id FROM nodes n INDEXED BY {compound} WHERE n.parent = {parent} AND {cond} ORDER BY {}, n.id LIMIT 1",
+                order.join(", ")
+            ),
+            &s.params,
+        )
+        .unwrap();
+    assert!(plan.contains(&compound), "{plan}");
     assert!(!plan.contains("USE TEMP B-TREE FOR ORDER BY"), "{plan}");
 }
 

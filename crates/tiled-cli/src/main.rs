@@ -58,6 +58,10 @@ enum CatalogCommand {
         /// The type of the values the index serves.
         #[arg(long = "type", value_enum, default_value = "number")]
         value_type: IndexType,
+        /// Also index equality on KEY sorted by this other key (e.g.
+        /// `--then-sort-by start.time` for "the newest run of a beamline").
+        #[arg(long)]
+        then_sort_by: Option<String>,
     },
 }
 
@@ -232,6 +236,7 @@ fn catalog_command(what: CatalogCommand) -> Result<(), String> {
             uri,
             key,
             value_type,
+            then_sort_by,
         } => {
             let catalog = tiled_catalog::Catalog::open(&catalog_uri(&uri)?, false)
                 .map_err(|e| e.to_string())?;
@@ -240,7 +245,7 @@ fn catalog_command(what: CatalogCommand) -> Result<(), String> {
                 IndexType::Text => tiled_catalog::sql::ValueType::Text,
             };
             for statement in catalog
-                .create_metadata_index(&key, t)
+                .create_metadata_index(&key, t, then_sort_by.as_deref())
                 .map_err(|e| e.to_string())?
             {
                 eprintln!("{statement}");
