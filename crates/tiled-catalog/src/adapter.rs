@@ -17,7 +17,7 @@ use tiled_adapters::{
 use tiled_model::{ArrayStructure, Query, ResolvedSlice, Spec, StructureFamily, TableStructure};
 
 use crate::db::{Dialect, Param, Row};
-use crate::sql::{self, Sql};
+use crate::sql;
 use crate::{Catalog, CatalogError, DataSource};
 
 /// Opens the data behind a data source (one per mimetype).
@@ -225,7 +225,7 @@ impl ContainerAdapter for CatalogContainer {
     ) -> Result<SearchPage, AdapterError> {
         let c = &self.catalog;
         let dialect = c.dialect();
-        let mut s = Sql::new(dialect);
+        let mut s = c.sql();
         let parent = s.int(self.id);
         let mut conds = vec![format!("n.parent = {parent}")];
         for q in queries {
@@ -267,7 +267,7 @@ impl ContainerAdapter for CatalogContainer {
         let c = &self.catalog;
         let dialect = c.dialect();
         let tally = |expr: &str| -> Result<Vec<DistinctValue>, AdapterError> {
-            let mut s = Sql::new(dialect);
+            let mut s = c.sql();
             let parent = s.int(self.id);
             let mut conds = vec![format!("n.parent = {parent}")];
             for q in request.queries {

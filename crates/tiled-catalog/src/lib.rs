@@ -130,6 +130,8 @@ pub const EXACT_COUNT_LIMIT: i64 = 100_000;
 pub struct Catalog {
     pub(crate) pool: Pool,
     pub(crate) openers: HashMap<String, Arc<dyn Opener>>,
+    /// The metadata indexes that exist (see [`sql::Sql::indexes`]).
+    indexes: std::sync::RwLock<Arc<std::collections::HashSet<String>>>,
     /// Keeps a `--temp` catalog's directory alive as long as the catalog.
     _temp: Option<tempfile::TempDir>,
 }
@@ -201,9 +203,11 @@ impl Catalog {
         let catalog = Catalog {
             pool,
             openers: HashMap::new(),
+            indexes: Default::default(),
             _temp: None,
         };
         catalog.ensure_root()?;
+        catalog.load_index_names()?;
         Ok(catalog)
     }
 
@@ -226,6 +230,48 @@ impl Catalog {
     /// The SQL dialect.
     pub fn dialect(&self) -> Dialect {
         self.pool.dialect
+    }
+
+    /// A query builder for this catalog (it knows the metadata indexes).
+    pub fn sql(&self) -> sql::Sql {
+        let indexes = self.indexes.read().map(|i| i.clone()).unwrap_or_default();
+        sql::Sql::with_indexes(self.dialect(), indexes)
+    }
+
+    fn load_index_names(&self) -> Result<(), CatalogError> {
+        let mut c = self.pool.get()?;
+        let rows = match self.dialect() {
+            Dialect::Sqlite => c.rows(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'nodes_md_%'",
+                &[],
+            )?,
+            Dialect::Postgres => c.rows(
+                "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() \
+                 AND tablename = 'nodes' AND indexname LIKE 'nodes_md_%'",
+                &[],
+            )?,
+        };
+        let names = rows
+            .iter()
+            .map(|r| r.text(0).map(str::to_string))
+            .collect::<Result<std::collections::HashSet<_>, _>>()?;
+        if let Ok(mut i) = self.indexes.write() {
+            *i = Arc::new(names);
+        }
+        Ok(())
+    }
+
+    /// `VACUUM (ANALYZE)` (PostgreSQL) or `ANALYZE` (SQLite) after bulk
+    /// loads, so plans and index-only scans see the new rows.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn vacuum(&self) -> Result<(), CatalogError> {
+        let mut c = self.pool.get()?;
+        match self.dialect() {
+            Dialect::Sqlite => c.batch("ANALYZE"),
+            Dialect::Postgres => c.batch("VACUUM (ANALYZE) nodes"),
+        }
     }
 
     /// Register how data sources of `mimetype` are opened.
@@ -608,7 +654,7 @@ impl Catalog {
     }
 
     fn count(&self, node_id: i64, queries: &[Query]) -> Result<usize, CatalogError> {
-        let mut s = sql::Sql::new(self.dialect());
+        let mut s = self.sql();
         let parent = s.int(node_id);
         let mut conds = vec![format!("n.parent = {parent}")];
         for q in queries {
@@ -922,6 +968,8 @@ impl Catalog {
         } else {
             c.batch("ANALYZE nodes")?;
         }
+        drop(c);
+        self.load_index_names()?;
         Ok(statements)
     }
 

@@ -22,6 +22,9 @@ use crate::db::{Dialect, Param};
 pub struct Sql {
     pub dialect: Dialect,
     pub params: Vec<Param>,
+    /// Names of the metadata indexes that exist (`nodes_md_...`), so a
+    /// condition can take the form an index serves best.
+    pub indexes: std::sync::Arc<std::collections::HashSet<String>>,
 }
 
 /// How a PostgreSQL parameter (always sent as text) is cast.
@@ -38,6 +41,19 @@ impl Sql {
         Sql {
             dialect,
             params: Vec::new(),
+            indexes: Default::default(),
+        }
+    }
+
+    /// A builder that knows which metadata indexes exist.
+    pub fn with_indexes(
+        dialect: Dialect,
+        indexes: std::sync::Arc<std::collections::HashSet<String>>,
+    ) -> Self {
+        Sql {
+            dialect,
+            params: Vec::new(),
+            indexes,
         }
     }
 
@@ -180,30 +196,40 @@ fn equals(sql: &mut Sql, key: &str, p: &JsonPath, value: &Value) -> String {
         Dialect::Postgres => {
             // Containment finds candidates through the GIN index; the
             // second test makes it exact for arrays and objects.
-            let doc = sql.json(&nest(key, value.clone()));
+            let kind = match value {
+                Value::Number(_) => Some("num"),
+                Value::String(_) => Some("text"),
+                _ => None,
+            };
+            let indexed = kind.is_some_and(|k| {
+                sql.indexes
+                    .contains(&format!("nodes_md_{}_{k}", index_name(key)))
+            });
             match value {
-                Value::Array(_) | Value::Object(_) => {
-                    let v = sql.json(value);
-                    format!("({M} @> {doc} AND ({M} #> {}) = {v})", p.literal)
-                }
-                // The same test once more in the typed form a metadata index
-                // stores (`tiled catalog index`), so the planner may use
-                // either index.
-                Value::Number(n) => {
+                // With a metadata index on the key, the typed test alone is
+                // exact for scalars and lets PostgreSQL answer (and count)
+                // from that index without reading rows.
+                Value::Number(n) if indexed => {
                     let v = sql.number(n);
-                    format!(
-                        "({M} @> {doc} AND {} = {v})",
-                        typed_value(d, p, ValueType::Number)
-                    )
+                    format!("({} = {v})", typed_value(d, p, ValueType::Number))
                 }
-                Value::String(text) => {
+                Value::String(text) if indexed => {
                     let v = sql.text(text);
                     format!(
-                        "({M} @> {doc} AND {} = {v} COLLATE \"C\")",
+                        "({} = {v} COLLATE \"C\")",
                         typed_value(d, p, ValueType::Text)
                     )
                 }
-                _ => format!("{M} @> {doc}"),
+                Value::Array(_) | Value::Object(_) => {
+                    let doc = sql.json(&nest(key, value.clone()));
+                    let v = sql.json(value);
+                    format!("({M} @> {doc} AND ({M} #> {}) = {v})", p.literal)
+                }
+                // Containment finds candidates through the GIN index.
+                _ => {
+                    let doc = sql.json(&nest(key, value.clone()));
+                    format!("{M} @> {doc}")
+                }
             }
         }
     }
@@ -282,7 +308,8 @@ pub fn condition(sql: &mut Sql, q: &Query) -> Result<String, CatalogError> {
         Query::NotEq { key, value } => {
             let p = json_path(d, key)?;
             let eq = equals(sql, key, &p, value);
-            format!("({} AND NOT {eq})", present(d, &p))
+            // A typed comparison is NULL for other types: NOT must see false.
+            format!("({} AND NOT coalesce({eq}, false))", present(d, &p))
         }
         Query::In { key, value } => {
             let p = json_path(d, key)?;
@@ -299,7 +326,11 @@ pub fn condition(sql: &mut Sql, q: &Query) -> Result<String, CatalogError> {
                 "1 = 1".into()
             } else {
                 let any: Vec<String> = value.iter().map(|v| equals(sql, key, &p, v)).collect();
-                format!("({} AND NOT ({}))", present(d, &p), any.join(" OR "))
+                format!(
+                    "({} AND NOT coalesce(({}), false))",
+                    present(d, &p),
+                    any.join(" OR ")
+                )
             }
         }
         Query::KeyPresent { key, exists } => {
@@ -516,6 +547,24 @@ fn typed_value(d: Dialect, p: &JsonPath, t: ValueType) -> String {
     }
 }
 
+/// The part of a metadata index's name that identifies its key.
+pub fn index_name(key: &str) -> String {
+    let key = key.strip_prefix("metadata.").unwrap_or(key);
+    let slug: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(24)
+        .collect();
+    let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes()) & 0xffff_ffff;
+    format!("{slug}_{hash:08x}")
+}
+
 /// `CREATE INDEX` statements that make filters (`eq`, `comparison`) and
 /// sorts on `key` index scans within a container. The expressions are the
 /// ones [`condition`] and [`order_terms`] generate, so the planner matches
@@ -531,23 +580,7 @@ pub fn index_statements(
 ) -> Result<Vec<String>, CatalogError> {
     let p = json_path(dialect, key)?;
     let bare = |e: String| e.replace(M, "metadata");
-    let name = |key: &str| -> String {
-        let slug: String = key
-            .strip_prefix("metadata.")
-            .unwrap_or(key)
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '_'
-                }
-            })
-            .take(24)
-            .collect();
-        let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes()) & 0xffff_ffff;
-        format!("{slug}_{hash:08x}")
-    };
+    let name = index_name;
     let kind = match t {
         ValueType::Number => "num",
         ValueType::Text => "text",
