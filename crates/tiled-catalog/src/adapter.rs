@@ -89,6 +89,76 @@ impl CatalogContainer {
         }
     }
 
+    /// The statement (and its parameters) that reads one page of a search.
+    /// Two phases: pick the page's ids (which an index can answer without
+    /// reading any row), then read only those rows.
+    ///
+    /// # Errors
+    /// [`CatalogError::BadRequest`] for bad keys.
+    pub fn page_sql(
+        &self,
+        queries: &[Query],
+        sort: &[SortKey],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(String, Vec<Param>), CatalogError> {
+        let dialect = self.catalog.dialect();
+        let mut s = self.catalog.sql();
+        let parent = s.int(self.id);
+        let mut conds = vec![format!("n.parent = {parent}")];
+        for q in queries {
+            conds.push(sql::condition(&mut s, q)?);
+        }
+        let where_ = conds.join(" AND ");
+        let mut order = Vec::new();
+        for k in sort {
+            order.extend(sql::order_terms(dialect, &k.key, k.descending)?);
+        }
+        // Ties (and the default) in insertion order.
+        order.push("n.id ASC".into());
+        let lim = s.int(limit.min(i64::MAX as usize) as i64);
+        let off = s.int(offset.min(i64::MAX as usize) as i64);
+        let text = format!(
+            "SELECT {} FROM nodes n LEFT JOIN structures s ON s.id = n.structure_id \
+             WHERE n.id IN (SELECT n.id FROM nodes n WHERE {where_} ORDER BY {order} LIMIT {lim} OFFSET {off}) \
+             ORDER BY {order}",
+            self.columns(),
+            order = order.join(", ")
+        );
+        Ok((text, s.params))
+    }
+
+    /// The query plan of a search page (for docs and benchmarks).
+    ///
+    /// # Errors
+    /// As [`CatalogContainer::page_sql`]; database errors.
+    pub fn explain_search(
+        &self,
+        queries: &[Query],
+        sort: &[SortKey],
+        offset: usize,
+        limit: usize,
+    ) -> Result<String, CatalogError> {
+        let (text, params) = self.page_sql(queries, sort, offset, limit)?;
+        self.catalog.explain(&text, &params)
+    }
+
+    /// A container at `path` (keys from the root).
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`] if there is none.
+    pub fn at(catalog: Arc<Catalog>, path: &[String]) -> Result<Self, CatalogError> {
+        let id = catalog
+            .node_id(path)?
+            .ok_or_else(|| CatalogError::NotFound(format!("No such entry: {path:?}")))?;
+        Ok(CatalogContainer {
+            catalog,
+            id,
+            path: path.to_vec(),
+            count: None,
+        })
+    }
+
     /// The SELECT list every node lookup uses (node alias `n`, structure
     /// alias `s`).
     fn columns(&self) -> String {
@@ -224,36 +294,12 @@ impl ContainerAdapter for CatalogContainer {
         limit: usize,
     ) -> Result<SearchPage, AdapterError> {
         let c = &self.catalog;
-        let dialect = c.dialect();
-        let mut s = c.sql();
-        let parent = s.int(self.id);
-        let mut conds = vec![format!("n.parent = {parent}")];
-        for q in queries {
-            conds.push(sql::condition(&mut s, q)?);
-        }
-        let where_ = conds.join(" AND ");
-        let mut order = Vec::new();
-        for k in sort {
-            order.extend(sql::order_terms(dialect, &k.key, k.descending)?);
-        }
-        // Ties (and the default) in insertion order.
-        order.push("n.id ASC".into());
         let entries = if limit == 0 {
             Vec::new()
         } else {
-            let lim = s.int(limit.min(i64::MAX as usize) as i64);
-            let off = s.int(offset.min(i64::MAX as usize) as i64);
-            // Two phases: pick the page's ids (which an index can answer
-            // without reading any row), then read only those rows.
-            let text = format!(
-                "SELECT {} FROM nodes n LEFT JOIN structures s ON s.id = n.structure_id \
-                 WHERE n.id IN (SELECT n.id FROM nodes n WHERE {where_} ORDER BY {order} LIMIT {lim} OFFSET {off}) \
-                 ORDER BY {order}",
-                self.columns(),
-                order = order.join(", ")
-            );
+            let (text, params) = self.page_sql(queries, sort, offset, limit)?;
             let mut conn = c.pool.get().map_err(AdapterError::from)?;
-            let rows = conn.rows(&text, &s.params).map_err(AdapterError::from)?;
+            let rows = conn.rows(&text, &params).map_err(AdapterError::from)?;
             drop(conn);
             rows.iter()
                 .map(|r| self.node_from_row(r))
