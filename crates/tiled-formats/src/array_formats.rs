@@ -108,6 +108,73 @@ impl Numbers {
     }
 }
 
+/// Call `f` with every element of a numeric array as `f64`, straight from
+/// its bytes (no intermediate copy of the array). `false` for non-numeric
+/// dtypes.
+fn each_f64(a: &ArrayData, mut f: impl FnMut(f64)) -> bool {
+    let DataType::Builtin(b) = &a.dtype else {
+        return false;
+    };
+    let swap = (b.endianness == Endianness::Big) != cfg!(target_endian = "big");
+    macro_rules! go {
+        ($t:ty, $n:expr, $conv:expr) => {{
+            for c in a.bytes.chunks_exact($n) {
+                let mut x = [0u8; $n];
+                x.copy_from_slice(c);
+                if swap {
+                    x.reverse();
+                }
+                f($conv(<$t>::from_ne_bytes(x)));
+            }
+        }};
+    }
+    match (b.kind, b.itemsize) {
+        (Kind::Bool | Kind::UInt, 1) => a.bytes.iter().for_each(|&v| f(f64::from(v))),
+        (Kind::Int, 1) => a.bytes.iter().for_each(|&v| f(f64::from(v as i8))),
+        (Kind::UInt, 2) => go!(u16, 2, f64::from),
+        (Kind::Int, 2) => go!(i16, 2, f64::from),
+        (Kind::UInt, 4) => go!(u32, 4, f64::from),
+        (Kind::Int, 4) => go!(i32, 4, f64::from),
+        (Kind::UInt, 8) => go!(u64, 8, |v| v as f64),
+        (Kind::Int | Kind::Datetime | Kind::Timedelta, 8) => go!(i64, 8, |v| v as f64),
+        (Kind::Float, 2) => go!(half::f16, 2, |v: half::f16| v.to_f64()),
+        (Kind::Float, 4) => go!(f32, 4, f64::from),
+        (Kind::Float, 8) => go!(f64, 8, |v| v),
+        _ => return false,
+    }
+    true
+}
+
+/// Min–max scaling of a numeric array to 8 bits, in two passes over its
+/// bytes: the only allocation is the output.
+fn scale_array_to_u8(a: &ArrayData, what: &str) -> Result<Vec<u8>, FormatError> {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let numeric = each_f64(a, |v| {
+        if v.is_finite() {
+            lo = lo.min(v);
+            hi = hi.max(v);
+        }
+    });
+    if !numeric {
+        return Err(FormatError::Unsupported(format!(
+            "{what} needs a numeric array, not {:?}",
+            a.dtype
+        )));
+    }
+    let span = hi - lo;
+    let mut out = Vec::with_capacity(a.bytes.len() / a.dtype.itemsize().max(1));
+    each_f64(a, |v| {
+        out.push(
+            if !v.is_finite() || span.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+                0
+            } else {
+                ((v - lo) / span * 255.0).round().clamp(0.0, 255.0) as u8
+            },
+        )
+    });
+    Ok(out)
+}
+
 /// Linear min–max scaling to `0..=255`, ignoring non-finite values (which
 /// become 0). A constant array maps to 0.
 pub fn scale_to_u8(values: &[f64]) -> Vec<u8> {
@@ -402,13 +469,23 @@ pub fn encode_png(p: Payload) -> Result<Vec<u8>, FormatError> {
             "PNG cannot hold an empty image".into(),
         ));
     }
-    let (depth, data) = match numbers(&a, "PNG")? {
-        Numbers::U8(v) => (png::BitDepth::Eight, v),
-        Numbers::U16(v) => (
-            png::BitDepth::Sixteen,
-            v.iter().flat_map(|x| x.to_be_bytes()).collect(),
-        ),
-        other => (png::BitDepth::Eight, scale_to_u8(&other.to_f64())),
+    let uint = |n: usize| matches!(&a.dtype, DataType::Builtin(b) if b.kind == Kind::UInt && b.itemsize == n);
+    let (depth, data) = if uint(1) {
+        (png::BitDepth::Eight, a.bytes)
+    } else if uint(2) {
+        match numbers(&a, "PNG")? {
+            Numbers::U16(v) => (
+                png::BitDepth::Sixteen,
+                v.iter().flat_map(|x| x.to_be_bytes()).collect(),
+            ),
+            _ => {
+                return Err(FormatError::Internal(
+                    "uint16 decoded as another type".into(),
+                ));
+            }
+        }
+    } else {
+        (png::BitDepth::Eight, scale_array_to_u8(&a, "PNG")?)
     };
     let color = match c {
         1 => png::ColorType::Grayscale,
@@ -440,9 +517,11 @@ pub fn encode_jpeg(p: Payload) -> Result<Vec<u8>, FormatError> {
             "JPEG needs 1 to 65535 pixels on each side; this image is {h}×{w}"
         )));
     }
-    let data = match numbers(&a, "JPEG")? {
-        Numbers::U8(v) => v,
-        other => scale_to_u8(&other.to_f64()),
+    let data = if matches!(&a.dtype, DataType::Builtin(b) if b.kind == Kind::UInt && b.itemsize == 1)
+    {
+        a.bytes
+    } else {
+        scale_array_to_u8(&a, "JPEG")?
     };
     let (data, color) = match c {
         1 => (data, jpeg_encoder::ColorType::Luma),
@@ -727,6 +806,23 @@ mod tests {
         );
         assert!(header.ends_with('\n'));
         assert_eq!(out.len(), 10 + header_len + 12);
+    }
+
+    #[test]
+    fn scaling_from_bytes_matches_scaling_values() {
+        let v = [3.0, -1.0, f64::NAN, 7.5, 0.25];
+        let a = arr(
+            ">f8",
+            vec![5],
+            v.iter().flat_map(|x| x.to_be_bytes()).collect(),
+        );
+        assert_eq!(scale_array_to_u8(&a, "PNG").unwrap(), scale_to_u8(&v));
+        let i = arr(
+            "<i2",
+            vec![3],
+            [-5i16, 0, 5].iter().flat_map(|x| x.to_le_bytes()).collect(),
+        );
+        assert_eq!(scale_array_to_u8(&i, "PNG").unwrap(), vec![0, 128, 255]);
     }
 
     #[test]
