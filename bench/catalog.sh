@@ -6,6 +6,8 @@
 # Usage: bench/catalog.sh [N]        (default 1000000)
 # Environment: NODES_DIR [/tmp/tiled-catalog-bench]  REPEAT [50]
 #              DIALECTS ["sqlite postgres"]
+#              KEEP [0]  1: keep the PostgreSQL cluster and SQLite file, and
+#                        reuse already loaded ones (to re-measure queries)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -27,9 +29,14 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 run_dialect() {
   local dialect=$1 uri=$2
-  log "$dialect: loading $N nodes"
   local load_json
-  load_json=$("$LOAD" "$uri" "$N")
+  if [[ ${KEEP:-0} == 1 && -n ${3:-} ]]; then
+    log "$dialect: reusing the loaded catalog"
+    load_json='"reused"'
+  else
+    log "$dialect: loading $N nodes"
+    load_json=$("$LOAD" "$uri" "$N")
+  fi
   log "$dialect: $load_json"
   local port pid
   port=$(free_port)
@@ -45,14 +52,20 @@ run_dialect() {
 for dialect in $DIALECTS; do
   case $dialect in
     sqlite)
-      rm -f "$WORK"/bench.db*
-      run_dialect sqlite "sqlite:///$WORK/bench.db"
+      loaded=""
+      if [[ ${KEEP:-0} == 1 && -f $WORK/bench.db ]]; then loaded=1; else rm -f "$WORK"/bench.db*; fi
+      run_dialect sqlite "sqlite:///$WORK/bench.db" "$loaded"
       ;;
     postgres)
       export TILED_PG_STATE=$WORK/pg.state
-      uri=$("$REPO/scripts/pg" start)
-      trap '"$REPO/scripts/pg" stop || true' EXIT
-      run_dialect postgres "$uri"
+      loaded=""
+      if [[ ${KEEP:-0} == 1 ]] && uri=$("$REPO/scripts/pg" uri 2>/dev/null); then
+        loaded=1
+      else
+        uri=$("$REPO/scripts/pg" start)
+      fi
+      [[ ${KEEP:-0} == 1 ]] || trap '"$REPO/scripts/pg" stop || true' EXIT
+      run_dialect postgres "$uri" "$loaded"
       ;;
   esac
 done
