@@ -42,7 +42,8 @@ pub enum Numbers {
     F64(Vec<f64>),
 }
 
-fn native<const N: usize, T>(bytes: &[u8], big: bool, from: fn([u8; N]) -> T) -> Vec<T> {
+/// Elements of `bytes` in native order (`big`: stored big-endian).
+pub(crate) fn native<const N: usize, T>(bytes: &[u8], big: bool, from: fn([u8; N]) -> T) -> Vec<T> {
     bytes
         .chunks_exact(N)
         .map(|c| {

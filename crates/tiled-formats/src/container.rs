@@ -32,17 +32,7 @@ pub fn encode_json(p: Payload) -> Result<Vec<u8>, FormatError> {
 
 fn values<const N: usize, T>(a: &ArrayData, from: fn([u8; N]) -> T) -> Vec<T> {
     let big = matches!(&a.dtype, DataType::Builtin(b) if b.endianness == Endianness::Big);
-    a.bytes
-        .chunks_exact(N)
-        .map(|c| {
-            let mut b = [0u8; N];
-            b.copy_from_slice(c);
-            if big != cfg!(target_endian = "big") {
-                b.reverse();
-            }
-            from(b)
-        })
-        .collect()
+    crate::array_formats::native(&a.bytes, big, from)
 }
 
 /// One 1-d array as an Arrow column.
