@@ -98,6 +98,10 @@ pub struct SearchPage {
     pub count: usize,
     /// The requested page of them, in order.
     pub entries: Vec<(String, Node)>,
+    /// Where the next page starts, for backends with keyset pagination:
+    /// pass it to [`ContainerAdapter::search_after`]. `None` when this is
+    /// the last page or the backend pages by offset only.
+    pub next_cursor: Option<u64>,
 }
 
 /// One distinct value and how often it occurs.
@@ -161,6 +165,33 @@ pub trait ContainerAdapter: Send + Sync {
         offset: usize,
         limit: usize,
     ) -> Result<SearchPage, AdapterError>;
+
+    /// Children matching every query, sorted, that come after the entry a
+    /// previous page's [`SearchPage::next_cursor`] named, at most `limit`.
+    /// Unlike an offset, a cursor stays correct while others insert.
+    ///
+    /// Backends that never hand out cursors (immutable trees, where an
+    /// offset is just as stable) treat it as an offset, which is the
+    /// default.
+    ///
+    /// # Errors
+    /// As [`ContainerAdapter::search`]; [`AdapterError::BadRequest`] for a
+    /// cursor that no longer names an entry.
+    fn search_after(
+        &self,
+        queries: &[Query],
+        sort: &[SortKey],
+        cursor: u64,
+        limit: usize,
+    ) -> Result<SearchPage, AdapterError> {
+        let offset = usize::try_from(cursor).unwrap_or(usize::MAX);
+        let mut page = self.search(queries, sort, offset, limit)?;
+        let end = offset.saturating_add(page.entries.len());
+        if !page.entries.is_empty() && end < page.count {
+            page.next_cursor = u64::try_from(end).ok();
+        }
+        Ok(page)
+    }
 
     /// Distinct metadata values, structure families and specs among the
     /// children matching the queries.
@@ -259,7 +290,11 @@ impl ContainerAdapter for MemoryContainer {
             .take(limit)
             .map(|i| self.entries[i].clone())
             .collect();
-        Ok(SearchPage { count, entries })
+        Ok(SearchPage {
+            count,
+            entries,
+            next_cursor: None,
+        })
     }
 
     fn distinct(&self, request: &DistinctRequest<'_>) -> Result<Distinct, AdapterError> {

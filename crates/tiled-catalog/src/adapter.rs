@@ -39,6 +39,15 @@ pub struct CatalogContainer {
     count: Option<usize>,
 }
 
+/// Where a page of children starts.
+#[derive(Clone, Copy, Debug)]
+pub enum PageStart {
+    /// Skip this many matching children.
+    Offset(usize),
+    /// Start after the child with this node id (keyset pagination).
+    After(i64),
+}
+
 impl CatalogContainer {
     /// The catalog's root container.
     ///
@@ -99,7 +108,7 @@ impl CatalogContainer {
         &self,
         queries: &[Query],
         sort: &[SortKey],
-        offset: usize,
+        start: PageStart,
         limit: usize,
     ) -> Result<(String, Vec<Param>), CatalogError> {
         let dialect = self.catalog.dialect();
@@ -109,13 +118,28 @@ impl CatalogContainer {
         for q in queries {
             conds.push(sql::condition(&mut s, q)?);
         }
-        let where_ = conds.join(" AND ");
-        let mut order = Vec::new();
+        let mut terms: Vec<(String, bool)> = Vec::new();
         for k in sort {
-            order.extend(sql::order_terms(dialect, &k.key, k.descending)?);
+            for e in sql::order_exprs(dialect, &k.key)? {
+                terms.push((e, k.descending));
+            }
         }
+        let offset = match start {
+            PageStart::Offset(o) => o,
+            PageStart::After(cursor) => {
+                conds.push(sql::after_cursor(&mut s, &terms, cursor));
+                0
+            }
+        };
+        let where_ = conds.join(" AND ");
+        let mut order: Vec<String> = terms
+            .iter()
+            .map(|(e, d)| format!("{e} {}", if *d { "DESC" } else { "ASC" }))
+            .collect();
         // Ties (and the default) in insertion order.
-        order.push("n.id ASC".into());
+        if terms.last().is_none_or(|(e, _)| e != sql::ID_ORDER) {
+            order.push(format!("{} ASC", sql::ID_ORDER));
+        }
         let lim = s.int(limit.min(i64::MAX as usize) as i64);
         let off = s.int(offset.min(i64::MAX as usize) as i64);
         let text = format!(
@@ -126,6 +150,48 @@ impl CatalogContainer {
             order = order.join(", ")
         );
         Ok((text, s.params))
+    }
+
+    /// One page from `start`; reads one row more than `limit` to learn
+    /// whether a next page exists, and if so hands out a cursor to it.
+    fn page(
+        &self,
+        queries: &[Query],
+        sort: &[SortKey],
+        start: PageStart,
+        limit: usize,
+    ) -> Result<SearchPage, AdapterError> {
+        let c = &self.catalog;
+        let mut entries = Vec::new();
+        let mut next_cursor = None;
+        if limit > 0 {
+            if let PageStart::After(cursor) = start {
+                let sorted_by_metadata = sort.iter().any(|k| !k.key.is_empty());
+                if sorted_by_metadata && !c.node_exists(cursor)? {
+                    return Err(AdapterError::BadRequest(format!(
+                        "page[cursor]={cursor} names an entry that was deleted; \
+                         start again from page[offset]=0"
+                    )));
+                }
+            }
+            let (text, params) = self.page_sql(queries, sort, start, limit.saturating_add(1))?;
+            let mut conn = c.pool.get().map_err(AdapterError::from)?;
+            let rows = conn.rows(&text, &params).map_err(AdapterError::from)?;
+            drop(conn);
+            for r in rows.iter().take(limit) {
+                let id = r.int(0).map_err(AdapterError::from)?;
+                entries.push(self.node_from_row(r)?);
+                if rows.len() > limit {
+                    next_cursor = u64::try_from(id).ok();
+                }
+            }
+        }
+        let count = c.count_matching(self.id, queries)?;
+        Ok(SearchPage {
+            count,
+            entries,
+            next_cursor,
+        })
     }
 
     /// The query plan of a search page (for docs and benchmarks).
@@ -139,7 +205,7 @@ impl CatalogContainer {
         offset: usize,
         limit: usize,
     ) -> Result<String, CatalogError> {
-        let (text, params) = self.page_sql(queries, sort, offset, limit)?;
+        let (text, params) = self.page_sql(queries, sort, PageStart::Offset(offset), limit)?;
         self.catalog.explain(&text, &params)
     }
 
@@ -293,20 +359,19 @@ impl ContainerAdapter for CatalogContainer {
         offset: usize,
         limit: usize,
     ) -> Result<SearchPage, AdapterError> {
-        let c = &self.catalog;
-        let entries = if limit == 0 {
-            Vec::new()
-        } else {
-            let (text, params) = self.page_sql(queries, sort, offset, limit)?;
-            let mut conn = c.pool.get().map_err(AdapterError::from)?;
-            let rows = conn.rows(&text, &params).map_err(AdapterError::from)?;
-            drop(conn);
-            rows.iter()
-                .map(|r| self.node_from_row(r))
-                .collect::<Result<Vec<_>, CatalogError>>()?
-        };
-        let count = self.catalog.count_matching(self.id, queries)?;
-        Ok(SearchPage { count, entries })
+        self.page(queries, sort, PageStart::Offset(offset), limit)
+    }
+
+    fn search_after(
+        &self,
+        queries: &[Query],
+        sort: &[SortKey],
+        cursor: u64,
+        limit: usize,
+    ) -> Result<SearchPage, AdapterError> {
+        let cursor = i64::try_from(cursor)
+            .map_err(|_| AdapterError::BadRequest(format!("page[cursor]={cursor} is too large")))?;
+        self.page(queries, sort, PageStart::After(cursor), limit)
     }
 
     fn distinct(&self, request: &DistinctRequest<'_>) -> Result<Distinct, AdapterError> {

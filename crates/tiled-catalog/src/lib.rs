@@ -345,6 +345,19 @@ impl Catalog {
         rows.first().map(|r| r.int(0)).transpose()
     }
 
+    /// Whether a node with this id exists.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn node_exists(&self, id: i64) -> Result<bool, CatalogError> {
+        let mut c = self.pool.get()?;
+        let rows = c.rows(
+            &format!("SELECT 1 FROM nodes WHERE id = {}", self.p(1, "::bigint")),
+            &[Param::Int(id)],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
     /// Create a node under the container at `parent` (keys from the root).
     /// Returns its id.
     ///

@@ -639,13 +639,25 @@ pub fn order_terms(
     descending: bool,
 ) -> Result<Vec<String>, CatalogError> {
     let dir = if descending { "DESC" } else { "ASC" };
+    Ok(order_exprs(dialect, key)?
+        .into_iter()
+        .map(|e| format!("{e} {dir}"))
+        .collect())
+}
+
+/// The expressions [`order_terms`] sorts by, without a direction (node
+/// alias `n`); keyset pagination compares them with the cursor row's.
+///
+/// # Errors
+/// [`CatalogError::BadRequest`] for keys outside the grammar.
+pub fn order_exprs(dialect: Dialect, key: &str) -> Result<Vec<String>, CatalogError> {
     if key.is_empty() {
-        return Ok(vec![format!("n.id {dir}")]);
+        return Ok(vec![ID_ORDER.into()]);
     }
     if key == "id" {
         return Ok(vec![match dialect {
-            Dialect::Sqlite => format!("n.key {dir}"),
-            Dialect::Postgres => format!("n.key COLLATE \"C\" {dir}"),
+            Dialect::Sqlite => "n.key".into(),
+            Dialect::Postgres => "n.key COLLATE \"C\"".into(),
         }]);
     }
     let p = json_path(dialect, key)?;
@@ -655,22 +667,59 @@ pub fn order_terms(
             format!(
                 "CASE json_type({M}, {l}) WHEN 'null' THEN 0 WHEN 'true' THEN 1 WHEN 'false' THEN 1 \
                  WHEN 'integer' THEN 2 WHEN 'real' THEN 2 WHEN 'text' THEN 3 WHEN 'array' THEN 4 \
-                 WHEN 'object' THEN 5 ELSE 6 END {dir}"
+                 WHEN 'object' THEN 5 ELSE 6 END"
             ),
-            format!("json_extract({M}, {l}) {dir}"),
+            format!("json_extract({M}, {l})"),
         ],
         Dialect::Postgres => vec![
             format!(
                 "CASE jsonb_typeof({M} #> {l}) WHEN 'null' THEN 0 WHEN 'boolean' THEN 1 \
                  WHEN 'number' THEN 2 WHEN 'string' THEN 3 WHEN 'array' THEN 4 \
-                 WHEN 'object' THEN 5 ELSE 6 END {dir}"
+                 WHEN 'object' THEN 5 ELSE 6 END"
             ),
             format!(
-                "CASE WHEN jsonb_typeof({M} #> {l}) = 'number' THEN ({M} #>> {l})::numeric END {dir}"
+                "CASE WHEN jsonb_typeof({M} #> {l}) = 'number' THEN ({M} #>> {l})::numeric END"
             ),
-            format!("({M} #>> {l}) COLLATE \"C\" {dir}"),
+            format!("({M} #>> {l}) COLLATE \"C\""),
         ],
     })
+}
+
+/// The default order: insertion order, which is node-id order.
+pub const ID_ORDER: &str = "n.id";
+
+/// A condition true for the rows that come strictly after the row with id
+/// `cursor` in the order `terms` (expression, descending) followed by id
+/// ascending: keyset pagination. The cursor row's own values are looked up
+/// in subqueries so the cursor can stay an opaque id.
+pub fn after_cursor(s: &mut Sql, terms: &[(String, bool)], cursor: i64) -> String {
+    let id = s.int(cursor);
+    let mut terms: Vec<(String, bool)> = terms.to_vec();
+    if terms.last().is_none_or(|(e, _)| e != ID_ORDER) {
+        terms.push((ID_ORDER.into(), false));
+    }
+    let same = match s.dialect {
+        Dialect::Sqlite => "IS",
+        Dialect::Postgres => "IS NOT DISTINCT FROM",
+    };
+    let value = |e: &str| {
+        if e == ID_ORDER {
+            id.clone()
+        } else {
+            format!("(SELECT {e} FROM nodes n WHERE n.id = {id})")
+        }
+    };
+    let mut alternatives = Vec::new();
+    for (i, (e, descending)) in terms.iter().enumerate() {
+        let mut parts: Vec<String> = terms[..i]
+            .iter()
+            .map(|(prev, _)| format!("{prev} {same} {}", value(prev)))
+            .collect();
+        let op = if *descending { "<" } else { ">" };
+        parts.push(format!("{e} {op} {}", value(e)));
+        alternatives.push(format!("({})", parts.join(" AND ")));
+    }
+    format!("({})", alternatives.join(" OR "))
 }
 
 /// The JSON text of the value at `key` (NULL when missing), for distinct.

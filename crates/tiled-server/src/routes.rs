@@ -140,17 +140,13 @@ fn container(node: &Node) -> Result<&dyn tiled_adapters::ContainerAdapter, ApiEr
 pub fn search(req: &Request, path: &[String], node: &Node) -> Result<Response, ApiError> {
     let c = container(node)?;
     let opts = RenderOptions::from_params(req.base.clone(), &req.params)?;
-    let offset = match (
-        req.params.usize("page[offset]")?,
-        req.params.usize("page[cursor]")?,
-    ) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::BadRequest(
-                "Give page[offset] or page[cursor], not both".into(),
-            ));
-        }
-        (o, c) => o.or(c).unwrap_or(0),
-    };
+    let offset = req.params.usize("page[offset]")?;
+    let cursor = req.params.usize("page[cursor]")?.map(|c| c as u64);
+    if offset.is_some() && cursor.is_some() {
+        return Err(ApiError::BadRequest(
+            "Give page[offset] or page[cursor], not both".into(),
+        ));
+    }
     let limit = req
         .params
         .usize("page[limit]")?
@@ -159,7 +155,12 @@ pub fn search(req: &Request, path: &[String], node: &Node) -> Result<Response, A
     let sort = parse_sort(req)?;
     let queries = Query::parse_params(req.params.pairs())?;
     let count_only = opts.fields.count_only();
-    let page = c.search(&queries, &sort, offset, if count_only { 0 } else { limit })?;
+    let page_limit = if count_only { 0 } else { limit };
+    let page = match cursor {
+        Some(cursor) => c.search_after(&queries, &sort, cursor, page_limit)?,
+        None => c.search(&queries, &sort, offset.unwrap_or(0), page_limit)?,
+    };
+    let offset = offset.unwrap_or(0);
     let child_paths: Vec<Vec<String>> = page
         .entries
         .iter()
@@ -176,19 +177,35 @@ pub fn search(req: &Request, path: &[String], node: &Node) -> Result<Response, A
         .map(|(p, (_, child))| opts.resource(p, child))
         .collect::<Result<Vec<_>, _>>()?;
     let p = RenderOptions::path(path);
-    let link = |o: usize| {
-        format!(
-            "{}/search/{p}?page[offset]={o}&page[limit]={limit}",
-            req.base
-        )
-    };
+    let link = |start: &str| format!("{}/search/{p}?{start}&page[limit]={limit}", req.base);
+    let at = |o: usize| link(&format!("page[offset]={o}"));
     let count = page.count;
+    // A backend that hands out cursors gets cursor links (keyset pages stay
+    // correct while others insert); otherwise offsets. The client follows
+    // `next` as given and re-adds filters and sort itself.
+    let (self_link, next, prev) = match (cursor, page.next_cursor) {
+        (Some(c), next) => (
+            link(&format!("page[cursor]={c}")),
+            next.map(|n| link(&format!("page[cursor]={n}"))),
+            None,
+        ),
+        (None, Some(n)) => (
+            at(offset),
+            Some(link(&format!("page[cursor]={n}"))),
+            (limit > 0 && offset > 0).then(|| at(offset.saturating_sub(limit))),
+        ),
+        (None, None) => (
+            at(offset),
+            (limit > 0 && offset + limit < count).then(|| at(offset + limit)),
+            (limit > 0 && offset > 0).then(|| at(offset.saturating_sub(limit))),
+        ),
+    };
     let links = json!({
-        "self": link(offset),
-        "first": link(0),
-        "next": (limit > 0 && offset + limit < count).then(|| link(offset + limit)),
-        "prev": (limit > 0 && offset > 0).then(|| link(offset.saturating_sub(limit))),
-        "last": (limit > 0).then(|| link(count.saturating_sub(1) / limit * limit)),
+        "self": self_link,
+        "first": at(0),
+        "next": next,
+        "prev": prev,
+        "last": (limit > 0).then(|| at(count.saturating_sub(1) / limit * limit)),
     });
     let mut resp = document(
         &req.headers,
