@@ -74,6 +74,8 @@ impl From<CatalogError> for AdapterError {
 pub struct NewDataSource {
     pub mimetype: String,
     pub parameters: Value,
+    /// Free-form properties of the source (the wire's `properties`).
+    pub properties: Value,
     pub management: String,
     /// Asset URIs with the parameter name they fill and their position.
     pub assets: Vec<NewAsset>,
@@ -107,6 +109,7 @@ pub struct DataSource {
     pub id: i64,
     pub mimetype: String,
     pub parameters: Value,
+    pub properties: Value,
     pub management: String,
     pub structure: Option<Value>,
     /// `(data_uri, parameter, num)` in order.
@@ -160,34 +163,7 @@ impl Catalog {
     /// # Errors
     /// Connection and schema errors.
     pub fn open(uri: &CatalogUri, init: bool) -> Result<Catalog, CatalogError> {
-        let pool = match uri {
-            CatalogUri::Sqlite(path) => {
-                let path = path.clone();
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        CatalogError::BadUri(format!("cannot create {}: {e}", dir.display()))
-                    })?;
-                }
-                Pool::new(
-                    Dialect::Sqlite,
-                    8,
-                    Box::new(move || {
-                        Ok(Box::new(db::SqliteConnection::open(&path)?) as Box<dyn Connection>)
-                    }),
-                )
-            }
-            CatalogUri::Postgres(conn) => {
-                let conn = conn.clone();
-                Pool::new(
-                    Dialect::Postgres,
-                    16,
-                    Box::new(move || {
-                        Ok(Box::new(db::PostgresConnection::connect(&conn)?)
-                            as Box<dyn Connection>)
-                    }),
-                )
-            }
-        };
+        let pool = Self::connect(uri)?;
         let found = schema::version(&pool)?;
         if init {
             schema::upgrade(&pool)?;
@@ -216,6 +192,54 @@ impl Catalog {
         catalog.ensure_root()?;
         catalog.load_index_names()?;
         Ok(catalog)
+    }
+
+    /// Bring the database at `uri` to the newest schema (creating it if
+    /// absent). Returns the version found and the versions applied.
+    ///
+    /// # Errors
+    /// [`CatalogError::NewerSchema`] for a database newer than this build,
+    /// before anything is changed; connection and migration errors (a
+    /// failed migration is rolled back).
+    pub fn migrate(uri: &CatalogUri) -> Result<(i64, Vec<i64>), CatalogError> {
+        let pool = Self::connect(uri)?;
+        let found = schema::version(&pool)?;
+        Ok((found, schema::upgrade(&pool)?))
+    }
+
+    /// A connection pool to `uri`, without looking at the schema.
+    ///
+    /// # Errors
+    /// [`CatalogError::BadUri`] if a SQLite directory cannot be created.
+    pub fn connect(uri: &CatalogUri) -> Result<Pool, CatalogError> {
+        Ok(match uri {
+            CatalogUri::Sqlite(path) => {
+                let path = path.clone();
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        CatalogError::BadUri(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                Pool::new(
+                    Dialect::Sqlite,
+                    8,
+                    Box::new(move || {
+                        Ok(Box::new(db::SqliteConnection::open(&path)?) as Box<dyn Connection>)
+                    }),
+                )
+            }
+            CatalogUri::Postgres(conn) => {
+                let conn = conn.clone();
+                Pool::new(
+                    Dialect::Postgres,
+                    16,
+                    Box::new(move || {
+                        Ok(Box::new(db::PostgresConnection::connect(&conn)?)
+                            as Box<dyn Connection>)
+                    }),
+                )
+            }
+        })
     }
 
     /// A new SQLite catalog in a temporary directory, removed when the
@@ -526,14 +550,15 @@ impl Catalog {
         };
         let rows = c.query(
             &format!(
-                "INSERT INTO data_sources (node_id, structure_family, structure_id, mimetype, parameters, management) \
-                 VALUES ({}, {}, {}, {}, {}, {}) RETURNING id",
+                "INSERT INTO data_sources (node_id, structure_family, structure_id, mimetype, parameters, management, properties) \
+                 VALUES ({}, {}, {}, {}, {}, {}, {}) RETURNING id",
                 self.p(1, "::bigint"),
                 self.p(2, ""),
                 self.p(3, ""),
                 self.p(4, ""),
                 self.p(5, "::jsonb"),
-                self.p(6, "")
+                self.p(6, ""),
+                self.p(7, "::jsonb")
             ),
             &[
                 Param::Int(node_id),
@@ -542,6 +567,7 @@ impl Catalog {
                 Param::Text(ds.mimetype.clone()),
                 Param::Text(json_text(&ds.parameters)?),
                 Param::Text(ds.management.clone()),
+                Param::Text(json_text(&ds.properties)?),
             ],
         )?;
         let ds_id = rows
@@ -595,10 +621,11 @@ impl Catalog {
         let mut c = self.pool.get()?;
         let rows = c.rows(
             &format!(
-                "SELECT d.id, d.mimetype, {}, d.management, {} FROM data_sources d \
+                "SELECT d.id, d.mimetype, {}, d.management, {}, {} FROM data_sources d \
                  LEFT JOIN structures s ON s.id = d.structure_id WHERE d.node_id = {} ORDER BY d.id",
                 self.t("d.parameters"),
                 self.t("s.structure"),
+                self.t("d.properties"),
                 self.p(1, "::bigint")
             ),
             &[Param::Int(node_id)],
@@ -632,6 +659,7 @@ impl Catalog {
                 id,
                 mimetype: r.text(1)?.to_string(),
                 parameters: r.json(2)?,
+                properties: r.json(5)?,
                 management: r.text(3)?.to_string(),
                 structure: match r.opt_text(4)? {
                     Some(_) => Some(r.json(4)?),

@@ -53,6 +53,7 @@ pub fn load_tree(catalog: &Catalog, parent: &[String], tree: &Node) -> Result<us
             _ => vec![NewDataSource {
                 mimetype: IN_MEMORY_MIMETYPE.into(),
                 parameters: serde_json::json!({ "path": path }),
+                properties: serde_json::json!({}),
                 management: "external".into(),
                 assets: Vec::new(),
             }],

@@ -14,13 +14,16 @@
 //! - full text: an FTS5 table (SQLite) or a generated `tsvector` column with
 //!   a GIN index (PostgreSQL) over every string in the metadata.
 //!
-//! A migration runs in one transaction and bumps `schema_version`.
+//! A migration runs in one transaction and bumps `schema_version`. New
+//! versions are appended to both lists (never edit a released one):
+//! - 1: the initial schema;
+//! - 2: `data_sources.properties`.
 
 use crate::CatalogError;
 use crate::db::{Dialect, Pool};
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 1;
+pub const LATEST: i64 = 2;
 
 const SQLITE: &[&str] = &[
     // 1: the initial schema.
@@ -86,6 +89,10 @@ CREATE TABLE revisions (
 CREATE VIRTUAL TABLE nodes_fts USING fts5(
     text, content='', contentless_delete=1, tokenize='unicode61 remove_diacritics 0'
 );
+"#,
+    // 2: data sources carry `properties` (the wire's free-form dict).
+    r#"
+ALTER TABLE data_sources ADD COLUMN properties TEXT NOT NULL DEFAULT '{}';
 "#,
 ];
 
@@ -155,6 +162,10 @@ CREATE TABLE revisions (
     UNIQUE (node_id, revision_number)
 );
 "#,
+    // 2: data sources carry `properties` (the wire's free-form dict).
+    r#"
+ALTER TABLE data_sources ADD COLUMN properties JSONB NOT NULL DEFAULT '{}';
+"#,
 ];
 
 fn migrations(dialect: Dialect) -> &'static [&'static str] {
@@ -194,6 +205,15 @@ pub fn version(pool: &Pool) -> Result<i64, CatalogError> {
 /// [`CatalogError::NewerSchema`] if the database is newer than this build;
 /// database errors (the failed migration is rolled back).
 pub fn upgrade(pool: &Pool) -> Result<Vec<i64>, CatalogError> {
+    upgrade_to(pool, LATEST)
+}
+
+/// Bring the schema to version `target` (at most [`LATEST`]); tests use it
+/// to build an old catalog and check the path from it.
+///
+/// # Errors
+/// As [`upgrade`].
+pub fn upgrade_to(pool: &Pool, target: i64) -> Result<Vec<i64>, CatalogError> {
     let current = version(pool)?;
     if current > LATEST {
         return Err(CatalogError::NewerSchema {
@@ -204,7 +224,7 @@ pub fn upgrade(pool: &Pool) -> Result<Vec<i64>, CatalogError> {
     let mut applied = Vec::new();
     for (i, sql) in migrations(pool.dialect).iter().enumerate() {
         let v = i as i64 + 1;
-        if v <= current {
+        if v <= current || v > target {
             continue;
         }
         pool.transaction(|c| {

@@ -666,6 +666,112 @@ fn cursor_pages_stay_correct_while_others_insert_into_a_sorted_order() {
     }
 }
 
+/// A catalog written by schema version 1: the root, a container and an
+/// array with a data source and an asset, inserted as version 1 knew them.
+fn v1_catalog(uri: &CatalogUri) {
+    let pool = Catalog::connect(uri).unwrap();
+    assert_eq!(tiled_catalog::schema::upgrade_to(&pool, 1).unwrap(), [1]);
+    pool.transaction(|c| {
+        let t = "'2026-01-02T03:04:05Z'";
+        c.batch(&format!(
+            "INSERT INTO nodes (parent, key, path, structure_family, metadata, specs, access_blob, time_created, time_updated, child_count) \
+             VALUES (NULL, '', '', 'container', '{{}}', '[]', '{{}}', {t}, {t}, 1);
+             INSERT INTO nodes (parent, key, path, structure_family, metadata, specs, access_blob, time_created, time_updated, child_count) \
+             SELECT id, 'old', 'old', 'container', '{{\"beamline\": \"x\"}}', '[]', '{{}}', {t}, {t}, 1 FROM nodes WHERE path = '';
+             INSERT INTO structures (id, structure) VALUES ('s1', '{structure}');
+             INSERT INTO nodes (parent, key, path, structure_family, structure_id, metadata, specs, access_blob, time_created, time_updated) \
+             SELECT id, 'a', 'old/a', 'array', 's1', '{{\"v\": 1}}', '[]', '{{}}', {t}, {t} FROM nodes WHERE path = 'old';
+             INSERT INTO data_sources (node_id, structure_family, structure_id, mimetype, parameters, management) \
+             SELECT id, 'array', 's1', 'application/x-hdf5', '{{\"dataset\": \"/d\"}}', 'external' FROM nodes WHERE path = 'old/a';
+             INSERT INTO assets (data_uri, is_directory, time_created) VALUES ('file://localhost/data/a.h5', {f}, {t});
+             INSERT INTO data_source_asset_association (data_source_id, asset_id, parameter, num) \
+             SELECT d.id, a.id, 'data_uri', NULL FROM data_sources d, assets a;",
+            f = if matches!(uri, CatalogUri::Sqlite(_)) { "0" } else { "false" },
+            structure = json!({
+                "data_type": {"endianness": "little", "kind": "i", "itemsize": 8, "dt_units": null},
+                "chunks": [[3]], "shape": [3], "dims": null, "resizable": false,
+            }),
+        ))
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_version_1_catalog_upgrades_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut uris = vec![("sqlite", CatalogUri::Sqlite(dir.path().join("v1.db")))];
+    if let Ok(uri) = std::env::var("TILED_TEST_POSTGRES_URI") {
+        if !uri.is_empty() {
+            uris.push(("postgresql", isolated_postgres(&uri)));
+        }
+    }
+    for (name, uri) in uris {
+        v1_catalog(&uri);
+        // An old schema is refused until upgraded, with what was found.
+        assert!(
+            matches!(
+                Catalog::open(&uri, false),
+                Err(CatalogError::OldSchema { found: 1, .. })
+            ),
+            "{name}"
+        );
+        let latest = tiled_catalog::schema::LATEST;
+        let (found, applied) = Catalog::migrate(&uri).unwrap();
+        assert_eq!(found, 1, "{name}");
+        assert_eq!(applied, (2..=latest).collect::<Vec<_>>(), "{name}");
+        assert_eq!(Catalog::migrate(&uri).unwrap(), (latest, vec![]), "{name}");
+        let catalog = Arc::new(Catalog::open(&uri, false).unwrap());
+        // What version 1 stored is all there.
+        let root = CatalogContainer::root(catalog.clone()).unwrap();
+        let old = root.get("old").unwrap().unwrap();
+        assert_eq!(old.metadata["beamline"], json!("x"), "{name}");
+        let old = as_container(&old);
+        assert_eq!(old.len().unwrap(), 1, "{name}");
+        let a = old.get("a").unwrap().unwrap();
+        assert_eq!(a.metadata["v"], json!(1), "{name}");
+        let id = catalog
+            .node_id(&["old".into(), "a".into()])
+            .unwrap()
+            .unwrap();
+        let sources = catalog.data_sources(id).unwrap();
+        assert_eq!(sources.len(), 1, "{name}");
+        assert_eq!(sources[0].mimetype, "application/x-hdf5", "{name}");
+        assert_eq!(sources[0].parameters, json!({"dataset": "/d"}), "{name}");
+        assert_eq!(sources[0].properties, json!({}), "{name}: v2 default");
+        assert_eq!(
+            sources[0].assets,
+            [(
+                "file://localhost/data/a.h5".to_string(),
+                Some("data_uri".to_string()),
+                None
+            )],
+            "{name}"
+        );
+        // And version 2's column takes new values.
+        let new = NewNode {
+            key: "b".into(),
+            structure_family: StructureFamily::Container,
+            structure: None,
+            metadata: Default::default(),
+            specs: vec![],
+            access_blob: json!({}),
+            data_sources: vec![tiled_catalog::NewDataSource {
+                mimetype: "text/csv".into(),
+                parameters: json!({}),
+                properties: json!({"rows": 3}),
+                management: "external".into(),
+                assets: vec![],
+            }],
+        };
+        let id = catalog.create_node(&["old".into()], &new).unwrap();
+        assert_eq!(
+            catalog.data_sources(id).unwrap()[0].properties,
+            json!({"rows": 3}),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn revisions_conflicts_and_deletes() {
     for (name, catalog) in catalogs() {

@@ -220,17 +220,16 @@ fn catalog_command(what: CatalogCommand) -> Result<(), String> {
         }
         CatalogCommand::Upgrade { uri } => {
             let uri = catalog_uri(&uri)?;
-            // Refuse a newer schema before touching anything.
-            if let Err(e @ tiled_catalog::CatalogError::NewerSchema { .. }) =
-                tiled_catalog::Catalog::open(&uri, false)
-            {
-                return Err(e.to_string());
+            let (found, applied) =
+                tiled_catalog::Catalog::migrate(&uri).map_err(|e| e.to_string())?;
+            if applied.is_empty() {
+                eprintln!("catalog is up to date (schema version {found})");
+            } else {
+                eprintln!(
+                    "catalog upgraded from schema version {found} to {} (applied {applied:?})",
+                    tiled_catalog::schema::LATEST
+                );
             }
-            tiled_catalog::Catalog::open(&uri, true).map_err(|e| e.to_string())?;
-            eprintln!(
-                "catalog upgraded (schema version {})",
-                tiled_catalog::schema::LATEST
-            );
         }
         CatalogCommand::Index {
             uri,
