@@ -700,10 +700,10 @@ fn v1_catalog(uri: &CatalogUri) {
 fn a_version_1_catalog_upgrades_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
     let mut uris = vec![("sqlite", CatalogUri::Sqlite(dir.path().join("v1.db")))];
-    if let Ok(uri) = std::env::var("TILED_TEST_POSTGRES_URI") {
-        if !uri.is_empty() {
-            uris.push(("postgresql", isolated_postgres(&uri)));
-        }
+    if let Ok(uri) = std::env::var("TILED_TEST_POSTGRES_URI")
+        && !uri.is_empty()
+    {
+        uris.push(("postgresql", isolated_postgres(&uri)));
     }
     for (name, uri) in uris {
         v1_catalog(&uri);
