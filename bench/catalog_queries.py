@@ -50,14 +50,14 @@ def requests(container, n):
     ]
 
 
-def fetch(base, path, params, api_key):
+def fetch(base, path, params, api_key, timeout=120):
     q = urllib.parse.urlencode(params)
     req = urllib.request.Request(base + path + ("?" + q if q else ""))
     req.add_header("Accept", "application/json")
     if api_key:
         req.add_header("Authorization", f"Apikey {api_key}")
     t = time.perf_counter()
-    with urllib.request.urlopen(req, timeout=120) as r:
+    with urllib.request.urlopen(req, timeout=timeout) as r:
         body = r.read()
         status = r.status
     return (time.perf_counter() - t) * 1000, status, body
@@ -70,16 +70,22 @@ def main():
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--nodes", type=int, required=True, help="nodes loaded under the container")
     ap.add_argument("--container", default=CONTAINER)
+    ap.add_argument("--timeout", type=float, default=120, help="seconds per request")
+    ap.add_argument("--warmup", type=int, default=3)
     args = ap.parse_args()
     for name, path, params in requests(args.container, args.nodes):
-        for _ in range(3):
-            fetch(args.base, path, params, args.api_key)
         times = []
-        for _ in range(args.repeat):
-            ms, status, body = fetch(args.base, path, params, args.api_key)
-            if status != 200:
-                raise SystemExit(f"{name}: HTTP {status}: {body[:300]!r}")
-            times.append(ms)
+        try:
+            for _ in range(args.warmup):
+                fetch(args.base, path, params, args.api_key, args.timeout)
+            for _ in range(args.repeat):
+                ms, status, body = fetch(args.base, path, params, args.api_key, args.timeout)
+                if status != 200:
+                    raise SystemExit(f"{name}: HTTP {status}: {body[:300]!r}")
+                times.append(ms)
+        except TimeoutError:
+            print(json.dumps({"request": name, "error": f"timed out after {args.timeout:.0f} s"}), flush=True)
+            continue
         doc = json.loads(body)
         meta = doc.get("meta") or {}
         count = meta.get("count")

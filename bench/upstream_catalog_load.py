@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Load the catalog benchmark's N runs into an *upstream* tiled SQLite
-catalog (created with upstream's `tiled catalog init`), with the same
-metadata as crates/tiled-catalog/examples/bench_load.rs, by plain SQL
-inserts (upstream's triggers maintain its closure table and FTS index).
+"""Load the catalog benchmark's N runs into an *upstream* tiled catalog
+(created with upstream's `tiled catalog init`), SQLite or PostgreSQL, with
+the same metadata as crates/tiled-catalog/examples/bench_load.rs, by plain
+SQL inserts (upstream's triggers maintain its closure table and, on SQLite,
+its FTS index; PostgreSQL's full text is an expression index).
 
     python bench/upstream_catalog_load.py /path/upstream.db N
+    python bench/upstream_catalog_load.py postgresql://user@host:port/db N
 
 Going through upstream's HTTP API would take hours at 1M nodes; this
 measures its query side on the same data. Prints {"nodes", "seconds", "rate"}.
@@ -79,23 +81,44 @@ def run_metadata(i):
     }
 
 
-def main():
-    path, n = sys.argv[1], int(sys.argv[2])
-    db = sqlite3.connect(path)
+def connect(target):
+    """A DB-API connection and its placeholder."""
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        return psycopg.connect(target), "%s"
+    db = sqlite3.connect(target)
     db.execute("PRAGMA journal_mode=WAL")
-    cur = db.execute("SELECT id FROM nodes WHERE parent = 0 AND key = 'runs'")
-    row = cur.fetchone()
-    if row is None:
-        db.execute("INSERT INTO nodes(key, parent, structure_family, metadata, specs) VALUES ('runs', 0, 'container', '{}', '[]')")
+    return db, "?"
+
+
+def main():
+    target, n = sys.argv[1], int(sys.argv[2])
+    db, ph = connect(target)
+    cur = db.cursor()
+    columns = "key, parent, structure_family, metadata, specs"
+    values = f"{ph}, {ph}, 'container', {ph}, {ph}"
+    # Newer upstream schemas have a NOT NULL access_blob.
+    cur.execute("SELECT * FROM nodes LIMIT 0")
+    if "access_blob" in [d[0] for d in cur.description]:
+        columns += ", access_blob"
+        values += ", '{}'"
+    # The root `tiled catalog init` made (parent NULL), then its `runs` child.
+    cur.execute("SELECT id FROM nodes WHERE parent IS NULL ORDER BY id LIMIT 1")
+    root = cur.fetchone()[0]
+    find_runs = f"SELECT id FROM nodes WHERE parent = {ph} AND key = 'runs'"
+    cur.execute(find_runs, (root,))
+    if cur.fetchone() is None:
+        cur.execute(f"INSERT INTO nodes({columns}) VALUES ({values})", ("runs", root, "{}", "[]"))
         db.commit()
-        row = db.execute("SELECT id FROM nodes WHERE parent = 0 AND key = 'runs'").fetchone()
-    runs = row[0]
+    cur.execute(find_runs, (root,))
+    runs = cur.fetchone()[0]
     specs = json.dumps([{"name": "BlueskyRun", "version": None}])
     t = time.time()
     batch = 5000
     for lo in range(0, n, batch):
-        rows = [(f"run_{i:08d}", runs, "container", json.dumps(run_metadata(i)), specs) for i in range(lo, min(n, lo + batch))]
-        db.executemany("INSERT INTO nodes(key, parent, structure_family, metadata, specs) VALUES (?, ?, ?, ?, ?)", rows)
+        rows = [(f"run_{i:08d}", runs, json.dumps(run_metadata(i)), specs) for i in range(lo, min(n, lo + batch))]
+        cur.executemany(f"INSERT INTO nodes({columns}) VALUES ({values})", rows)
         db.commit()
         if (lo + batch) % 100_000 == 0:
             print(f"{lo + batch} nodes, {(lo + batch) / (time.time() - t):.0f}/s", file=sys.stderr, flush=True)
