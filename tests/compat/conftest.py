@@ -76,7 +76,7 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, extra_args, env_extra=None):
+    def __init__(self, extra_args, env_extra=None, tree_args=None):
         if not TILED_BIN.exists():
             pytest.fail(
                 f"tiled binary not found at {TILED_BIN}. Build it "
@@ -96,7 +96,7 @@ class Server:
         self.args = [
             str(TILED_BIN),
             "serve",
-            *_tree_args(extra_args),
+            *(tree_args if tree_args is not None else _tree_args(extra_args)),
             "--host",
             "127.0.0.1",
             "--port",

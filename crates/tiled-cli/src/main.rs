@@ -79,6 +79,32 @@ enum Serve {
     /// Serve a SQL catalog (SQLite or PostgreSQL). Private by default: the
     /// API key printed at start-up is needed unless --public.
     Catalog(CatalogArgs),
+    /// Serve a directory of files (HDF5, CSV, Parquet, Arrow, Excel, NPY,
+    /// TIFF, PNG, JPEG), registered into a catalog in the background while
+    /// the server already answers. Private by default, like upstream.
+    Directory(DirectoryArgs),
+}
+
+#[derive(Args)]
+struct DirectoryArgs {
+    /// The directory to serve.
+    path: std::path::PathBuf,
+    /// Catalog to register into (default: a temporary SQLite catalog).
+    #[arg(long)]
+    catalog: Option<String>,
+    /// Keep file extensions in keys (`a.h5` instead of `a`).
+    #[arg(long)]
+    keep_ext: bool,
+    /// Map an extension to a mimetype, e.g. `--ext .dat=text/csv`
+    /// (repeatable).
+    #[arg(long = "ext", value_name = "EXT=MIMETYPE")]
+    ext: Vec<String>,
+    /// Follow symbolic links that lead outside the directory (refused by
+    /// default).
+    #[arg(long)]
+    follow_external_links: bool,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Args)]
@@ -161,7 +187,7 @@ fn main() -> std::process::ExitCode {
     // larger pool (they hold little memory).
     let blocking_threads = match &cli.command {
         Command::Serve {
-            what: Serve::Catalog(_),
+            what: Serve::Catalog(_) | Serve::Directory(_),
         } => CATALOG_BLOCKING_THREADS,
         _ => BLOCKING_THREADS,
     };
@@ -196,6 +222,16 @@ async fn run(cli: Cli) -> Result<(), String> {
             let root = tokio::task::spawn_blocking(move || open_catalog(&args).map(|r| (r, args)))
                 .await
                 .map_err(|e| e.to_string())??;
+            let (root, args) = root;
+            serve(args.serve, root, true, false).await
+        }
+        Command::Serve {
+            what: Serve::Directory(args),
+        } => {
+            let root =
+                tokio::task::spawn_blocking(move || serve_directory(&args).map(|r| (r, args)))
+                    .await
+                    .map_err(|e| e.to_string())??;
             let (root, args) = root;
             serve(args.serve, root, true, false).await
         }
@@ -295,6 +331,74 @@ fn open_catalog(args: &CatalogArgs) -> Result<tiled_adapters::Node, String> {
         }
     }
     tiled_catalog::CatalogContainer::root_node(Arc::new(catalog)).map_err(|e| e.to_string())
+}
+
+/// Open the catalog for `serve directory`, register the file openers, and
+/// start the walk on a background thread; returns the root at once.
+fn serve_directory(args: &DirectoryArgs) -> Result<tiled_adapters::Node, String> {
+    use std::sync::Arc;
+    let dir = args
+        .path
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", args.path.display()))?;
+    if !dir.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
+    let mut mimetypes_by_ext = std::collections::HashMap::new();
+    for item in &args.ext {
+        let (ext, mime) = item
+            .split_once('=')
+            .ok_or_else(|| format!("--ext {item:?}: use EXT=MIMETYPE, e.g. .dat=text/csv"))?;
+        let ext = format!(".{}", ext.trim_start_matches('.').to_ascii_lowercase());
+        mimetypes_by_ext.insert(ext, mime.to_string());
+    }
+    let mut catalog = match &args.catalog {
+        Some(uri) => tiled_catalog::Catalog::open(&catalog_uri(uri)?, true),
+        None => tiled_catalog::Catalog::temporary(),
+    }
+    .map_err(|e| e.to_string())?;
+    let formats = tiled_files::formats();
+    let roots = if args.follow_external_links {
+        vec![std::path::PathBuf::from("/")]
+    } else {
+        vec![dir.clone()]
+    };
+    for f in &formats {
+        catalog.register_opener(
+            f.mimetype(),
+            Arc::new(tiled_files::FileOpener::new(f.clone(), roots.clone())),
+        );
+    }
+    let catalog = Arc::new(catalog);
+    let walker = tiled_files::walk::Walker::new(
+        catalog.clone(),
+        &formats,
+        &dir,
+        tiled_files::walk::WalkOptions {
+            keep_ext: args.keep_ext,
+            mimetypes_by_ext,
+            follow_external_links: args.follow_external_links,
+        },
+    )
+    .map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::thread::Builder::new()
+        .name("walk".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            match walker.register(&[]) {
+                Ok(r) => tracing::info!(
+                    "registered {} nodes from {} in {:.1} s ({} skipped, {} unreadable)",
+                    r.nodes,
+                    walker.root().display(),
+                    started.elapsed().as_secs_f64(),
+                    r.skipped,
+                    r.errors
+                ),
+                Err(e) => tracing::error!("registering {} failed: {e}", walker.root().display()),
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    tiled_catalog::CatalogContainer::root_node(catalog).map_err(|e| e.to_string())
 }
 
 async fn serve(

@@ -8,14 +8,21 @@
 //! upstream Tiled's file-to-node mapping, and [`FileOpener`] plugs the
 //! formats into the catalog's lazy data sources.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 use tiled_adapters::{AdapterError, NodeData};
+use tiled_catalog::{DataSource, Opener};
 use tiled_model::{Spec, StructureFamily};
 
+pub mod arrays;
+pub mod excel;
 pub mod hdf5;
+pub mod tables;
+pub mod walk;
 
 /// Why a file could not be described or opened.
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +111,166 @@ pub trait FileFormat: Send + Sync {
     ) -> Result<NodeData, AdapterError>;
 }
 
-/// Every format this build knows, by mimetype.
+/// Every format this build knows.
 pub fn formats() -> Vec<Arc<dyn FileFormat>> {
-    vec![Arc::new(hdf5::Hdf5Format)]
+    vec![
+        Arc::new(hdf5::Hdf5Format),
+        Arc::new(tables::CsvFormat { delimiter: b',' }),
+        Arc::new(tables::CsvFormat { delimiter: b'\t' }),
+        Arc::new(tables::ParquetFormat),
+        Arc::new(tables::ArrowFormat),
+        Arc::new(excel::ExcelFormat),
+        Arc::new(arrays::NpyFormat),
+        Arc::new(arrays::TiffFormat),
+        Arc::new(arrays::PngFormat),
+        Arc::new(arrays::JpegFormat),
+        Arc::new(arrays::SequenceFormat::tiff()),
+        Arc::new(arrays::SequenceFormat::jpeg()),
+        Arc::new(arrays::SequenceFormat::npy()),
+    ]
+}
+
+/// The mimetype of a file by its last extension (case-insensitive), as
+/// upstream Tiled maps them, plus the formats it lacks (TSV, Parquet, Arrow,
+/// PNG); `overrides` (extension with its dot → mimetype) come first.
+pub fn mimetype_for(path: &Path, overrides: &HashMap<String, String>) -> Option<String> {
+    let ext = format!(".{}", path.extension()?.to_str()?.to_ascii_lowercase());
+    if let Some(m) = overrides.get(&ext) {
+        return Some(m.clone());
+    }
+    let m = match ext.as_str() {
+        ".h5" | ".hdf5" | ".hdf" | ".nxs" => "application/x-hdf5",
+        ".csv" => "text/csv",
+        ".tsv" | ".tab" => "text/tab-separated-values",
+        ".parquet" => "application/x-parquet",
+        ".arrow" | ".feather" => "application/vnd.apache.arrow.file",
+        ".xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ".npy" => "application/x-npy",
+        ".tif" | ".tiff" => "image/tiff",
+        ".png" => "image/png",
+        ".jpg" | ".jpeg" => "image/jpeg",
+        _ => return None,
+    };
+    Some(m.to_string())
+}
+
+/// `file://localhost/abs/path` for a path (percent-encoding the few
+/// characters a URI cannot carry).
+pub fn file_uri(path: &Path) -> String {
+    let mut out = String::from("file://localhost");
+    for b in path.to_string_lossy().bytes() {
+        match b {
+            b'%' | b' ' | b'#' | b'?' => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(b as char),
+        }
+    }
+    out
+}
+
+/// The path of a `file://` URI made by [`file_uri`].
+pub fn path_of_uri(uri: &str) -> Option<PathBuf> {
+    let rest = uri
+        .strip_prefix("file://localhost")
+        .or_else(|| uri.strip_prefix("file://"))?;
+    let bytes = rest.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(PathBuf::from(String::from_utf8(out).ok()?))
+}
+
+/// Opens file-backed data sources for the catalog: resolves the asset URIs,
+/// refuses anything outside the served roots, and keeps recently opened
+/// adapters (keyed by source and file modification time) so a request does
+/// not re-open a file the previous one just read.
+pub struct FileOpener {
+    format: Arc<dyn FileFormat>,
+    roots: Vec<PathBuf>,
+    cache: Mutex<HashMap<String, (Option<SystemTime>, NodeData)>>,
+}
+
+/// Opened adapters kept per opener.
+const OPEN_CACHE_ENTRIES: usize = 256;
+
+impl FileOpener {
+    /// An opener for `format` that serves only files under `roots`
+    /// (canonical paths).
+    pub fn new(format: Arc<dyn FileFormat>, roots: Vec<PathBuf>) -> Self {
+        FileOpener {
+            format,
+            roots,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The asset paths of `source` in order, each checked to be inside a root.
+    fn asset_paths(&self, source: &DataSource) -> Result<Vec<PathBuf>, AdapterError> {
+        let mut out = Vec::with_capacity(source.assets.len());
+        for (uri, _, _) in &source.assets {
+            let path = path_of_uri(uri)
+                .ok_or_else(|| AdapterError::Internal(format!("unsupported asset URI {uri:?}")))?;
+            let real = path
+                .canonicalize()
+                .map_err(|e| AdapterError::Internal(format!("{}: {e}", path.display())))?;
+            if !self.roots.iter().any(|r| real.starts_with(r)) {
+                return Err(AdapterError::Internal(format!(
+                    "{} is outside the served directories",
+                    path.display()
+                )));
+            }
+            out.push(real);
+        }
+        Ok(out)
+    }
+}
+
+impl Opener for FileOpener {
+    fn open(&self, source: &DataSource, family: StructureFamily) -> Result<NodeData, AdapterError> {
+        let paths = self.asset_paths(source)?;
+        let first = paths
+            .first()
+            .ok_or_else(|| AdapterError::Internal("a file data source without assets".into()))?;
+        let modified = std::fs::metadata(first).and_then(|m| m.modified()).ok();
+        let key = format!("{}|{:?}|{}", source.id, family, source.parameters);
+        if let Ok(cache) = self.cache.lock()
+            && let Some((m, data)) = cache.get(&key)
+            && *m == modified
+        {
+            return Ok(data.clone());
+        }
+        // Sequences name their files in the parameters handed to the format.
+        let mut parameters = source.parameters.clone();
+        if (paths.len() > 1 || self.format.mimetype().starts_with("multipart/"))
+            && let Value::Object(m) = &mut parameters
+        {
+            {
+                m.insert(
+                    "paths".into(),
+                    Value::Array(
+                        paths
+                            .iter()
+                            .map(|p| Value::String(p.to_string_lossy().into_owned()))
+                            .collect(),
+                    ),
+                );
+            }
+        }
+        let data = self.format.open(first, &parameters, family)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= OPEN_CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(key, (modified, data.clone()));
+        }
+        Ok(data)
+    }
 }

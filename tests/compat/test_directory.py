@@ -1,0 +1,197 @@
+"""`tiled serve directory`: files written by the reference libraries (h5py,
+tifffile, pandas, pyarrow, openpyxl, numpy, Pillow) read back through the
+upstream client must equal what the libraries read themselves."""
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import Server
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("TILED_COMPAT_TREE", "demo") != "demo",
+    reason="serves its own directory; runs once, with the demo pass",
+)
+
+H5_FRAMES = np.arange(4 * 64 * 48, dtype="uint16").reshape(4, 64, 48) * 7 % 65535
+
+
+def write_fixtures(d):
+    import h5py
+    import pyarrow as pa
+    import pyarrow.feather as feather
+    import pyarrow.parquet as pq
+    import tifffile
+    from PIL import Image
+
+    (d / "sub" / "deeper").mkdir(parents=True)
+    (d / ".hidden").mkdir()
+    (d / ".hidden" / "x.csv").write_text("a\n1\n")
+    (d / ".secret.csv").write_text("a\n1\n")
+    (d / "notes.txt").write_text("not data")
+    (d / "broken.h5").write_bytes(b"this is not HDF5 at all")
+
+    # HDF5: groups, attributes, chunked compressed data, several dtypes.
+    with h5py.File(d / "scan.h5", "w") as f:
+        f.attrs["title"] = "a scan"
+        f.attrs["energy"] = 12.5
+        entry = f.create_group("entry")
+        entry.attrs["sample"] = "silicon"
+        entry.attrs["temps"] = np.array([290.0, 291.5])
+        entry.create_dataset("frames", data=H5_FRAMES, chunks=(1, 64, 48), compression="gzip")
+        entry.create_dataset("x", data=np.linspace(0, 1, 50))
+        f.create_dataset("counts", data=np.arange(10, dtype="int32"))
+
+    # TIFF: one page, a multi-page stack, and a numbered sequence.
+    tifffile.imwrite(d / "single.tif", np.arange(30 * 20, dtype="uint16").reshape(30, 20))
+    tifffile.imwrite(d / "stack.tiff", (np.arange(5 * 16 * 8, dtype="float32").reshape(5, 16, 8) / 3))
+    for i in [1, 2, 10]:  # natural order: 1, 2, 10
+        tifffile.imwrite(d / "sub" / f"img_{i}.tif", np.full((8, 6), i, dtype="uint8"))
+
+    # Images.
+    Image.fromarray((np.arange(12 * 10) % 256).astype("uint8").reshape(12, 10)).save(d / "gray.png")
+    rgb = np.stack([np.arange(8 * 9).reshape(8, 9) % 256 + k for k in range(3)], -1).astype("uint8")
+    Image.fromarray(rgb).save(d / "rgb.png")
+
+    # NPY.
+    np.save(d / "matrix.npy", np.arange(6 * 7, dtype=">f8").reshape(6, 7))
+    np.save(d / "sub" / "deeper" / "flags.npy", np.array([True, False, True]))
+
+    # Tables.
+    df = pd.DataFrame({"i": np.arange(20), "x": np.arange(20) * 0.5, "s": [f"row {k}" for k in range(20)]})
+    df.to_csv(d / "table.csv", index=False)
+    df.to_csv(d / "sub" / "tabbed.tsv", index=False, sep="\t")
+    pq.write_table(pa.Table.from_pandas(df), d / "groups.parquet", row_group_size=7)
+    feather.write_feather(df, d / "frame.arrow")
+    with pd.ExcelWriter(d / "book.xlsx") as w:
+        df.to_excel(w, sheet_name="first", index=False)
+        df[["x"]].to_excel(w, sheet_name="second", index=False)
+    return df
+
+
+EXPECTED_TOP = {"scan", "single", "stack", "gray", "rgb", "matrix", "table", "groups", "frame", "book", "sub", "broken"}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    d = tmp_path_factory.mktemp("served")
+    df = write_fixtures(d)
+    started = time.monotonic()
+    server = Server(["--public"], tree_args=["directory", str(d)])
+    from tiled.client import from_uri
+
+    client = from_uri(server.url)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if EXPECTED_TOP <= set(client) and {"img_", "tabbed", "deeper"} <= set(client["sub"]):
+                if "flags" in client["sub"]["deeper"]:
+                    break
+        except KeyError:
+            pass
+        time.sleep(0.1)
+    yield {"client": client, "dir": d, "df": df, "server": server, "ready_s": time.monotonic() - started}
+    server.stop()
+
+
+def test_mapping_of_files_to_keys(served):
+    c = served["client"]
+    assert set(c) == EXPECTED_TOP  # hidden files, .txt skipped; extensions stripped
+    assert set(c["sub"]) == {"img_", "tabbed", "deeper"}
+    assert c["sub"]["img_"].structure_family == "array"
+    assert c["table"].structure_family == "table"
+    assert c["book"].structure_family == "container"
+    assert set(c["book"]) == {"first", "second"}
+
+
+def test_unreadable_file_is_an_error_node(served):
+    node = served["client"]["broken"]
+    assert node.structure_family == "container"
+    assert "error" in node.metadata
+    assert len(node) == 0
+
+
+def test_hdf5_tree_attributes_and_values(served):
+    import h5py
+
+    c = served["client"]["scan"]
+    assert set(c) == {"entry", "counts"}
+    assert c.metadata["title"] == "a scan"
+    assert c.metadata["energy"] == 12.5
+    entry = c["entry"]
+    assert entry.metadata["sample"] == "silicon"
+    assert entry.metadata["temps"] == [290.0, 291.5]
+    assert "title" not in entry.metadata  # root attributes are not copied down
+    with h5py.File(served["dir"] / "scan.h5") as f:
+        frames = f["entry/frames"][()]
+        np.testing.assert_array_equal(entry["frames"].read(), frames)
+        np.testing.assert_array_equal(entry["frames"][2, 10:20, ::3], frames[2, 10:20, ::3])
+        np.testing.assert_array_equal(entry["frames"][:, 5, -4:], frames[:, 5, -4:])
+        np.testing.assert_array_equal(entry["x"].read(), f["entry/x"][()])
+        got = c["counts"].read()
+        assert got.dtype == np.dtype("int32")
+        np.testing.assert_array_equal(got, f["counts"][()])
+    assert entry["frames"].structure().chunks[0] == (1, 1, 1, 1)  # the file's chunking
+
+
+def test_tiff_single_stack_and_sequence(served):
+    import tifffile
+
+    c = served["client"]
+    d = served["dir"]
+    np.testing.assert_array_equal(c["single"].read(), tifffile.imread(d / "single.tif"))
+    stack = tifffile.imread(d / "stack.tiff")
+    np.testing.assert_array_equal(c["stack"].read(), stack)
+    np.testing.assert_array_equal(c["stack"][3, 2:9, ::2], stack[3, 2:9, ::2])
+    seq = c["sub"]["img_"].read()
+    assert seq.shape == (3, 8, 6)
+    assert [int(seq[i, 0, 0]) for i in range(3)] == [1, 2, 10]
+
+
+def test_png_and_npy(served):
+    from PIL import Image
+
+    c = served["client"]
+    d = served["dir"]
+    np.testing.assert_array_equal(c["gray"].read(), np.asarray(Image.open(d / "gray.png")))
+    np.testing.assert_array_equal(c["rgb"].read(), np.asarray(Image.open(d / "rgb.png")))
+    want = np.load(d / "matrix.npy")
+    got = c["matrix"].read()
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(c["matrix"][1:5, ::-2], want[1:5, ::-2])
+    np.testing.assert_array_equal(c["sub"]["deeper"]["flags"].read(), np.load(d / "sub" / "deeper" / "flags.npy"))
+
+
+def test_tables(served):
+    c = served["client"]
+    d = served["dir"]
+    df = served["df"]
+    pd.testing.assert_frame_equal(c["table"].read(), pd.read_csv(d / "table.csv"), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        c["sub"]["tabbed"].read(), pd.read_csv(d / "sub" / "tabbed.tsv", sep="\t"), check_dtype=False
+    )
+    parquet = c["groups"]
+    assert parquet.structure().npartitions == 3  # row groups of 7, 7, 6
+    # The client concatenates partitions keeping each one's own index.
+    whole = parquet.read().reset_index(drop=True)
+    pd.testing.assert_frame_equal(whole, pd.read_parquet(d / "groups.parquet"), check_dtype=False)
+    some = parquet.read(["s", "i"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(some, df[["s", "i"]], check_dtype=False)
+    np.testing.assert_array_equal(parquet["x"].read(), df["x"].to_numpy())
+    pd.testing.assert_frame_equal(c["frame"].read(), pd.read_feather(d / "frame.arrow"), check_dtype=False)
+    first = c["book"]["first"].read()
+    pd.testing.assert_frame_equal(first, pd.read_excel(d / "book.xlsx", sheet_name="first"), check_dtype=False)
+    second = c["book"]["second"].read()
+    pd.testing.assert_frame_equal(second, pd.read_excel(d / "book.xlsx", sheet_name="second"), check_dtype=False)
+
+
+def test_search_over_registered_files(served):
+    from tiled.queries import Eq
+
+    c = served["client"]
+    assert list(c.search(Eq("title", "a scan"))) == ["scan"]
+    hits = c["scan"].search(Eq("sample", "silicon"))
+    assert list(hits) == ["entry"]
