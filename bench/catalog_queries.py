@@ -13,6 +13,7 @@ import argparse
 import json
 import statistics
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -85,6 +86,10 @@ def main():
                 times.append(ms)
         except TimeoutError:
             print(json.dumps({"request": name, "error": f"timed out after {args.timeout:.0f} s"}), flush=True)
+            continue
+        except urllib.error.HTTPError as e:
+            detail = e.read()[:200].decode(errors="replace")
+            print(json.dumps({"request": name, "error": f"HTTP {e.code}: {detail}"}), flush=True)
             continue
         doc = json.loads(body)
         meta = doc.get("meta") or {}

@@ -22,7 +22,7 @@ WORK=${NODES_DIR:-/tmp/tiled-catalog-bench}/upstream
 DIALECTS=${DIALECTS:-sqlite postgres}
 VENV=${BENCH_VENV:-$HOME/.cache/tiled-rs/bench-venv}
 UPSTREAM_VERSION=0.2.20
-KEY=bench-secret
+KEY=benchsecret0123
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 mkdir -p "$WORK"
 
