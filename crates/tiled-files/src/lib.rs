@@ -21,8 +21,10 @@ use tiled_model::{Spec, StructureFamily};
 pub mod arrays;
 pub mod excel;
 pub mod hdf5;
+pub mod netcdf;
 pub mod tables;
 pub mod walk;
+pub mod zarr;
 
 /// Why a file could not be described or opened.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +117,8 @@ pub trait FileFormat: Send + Sync {
 pub fn formats() -> Vec<Arc<dyn FileFormat>> {
     vec![
         Arc::new(hdf5::Hdf5Format),
+        Arc::new(zarr::ZarrFormat),
+        Arc::new(netcdf::NetcdfFormat),
         Arc::new(tables::CsvFormat { delimiter: b',' }),
         Arc::new(tables::CsvFormat { delimiter: b'\t' }),
         Arc::new(tables::ParquetFormat),
@@ -140,6 +144,8 @@ pub fn mimetype_for(path: &Path, overrides: &HashMap<String, String>) -> Option<
     }
     let m = match ext.as_str() {
         ".h5" | ".hdf5" | ".hdf" | ".nxs" => "application/x-hdf5",
+        ".zarr" => "application/x-zarr",
+        ".nc" | ".nc4" | ".netcdf" => "application/x-netcdf",
         ".csv" => "text/csv",
         ".tsv" | ".tab" => "text/tab-separated-values",
         ".parquet" => "application/x-parquet",

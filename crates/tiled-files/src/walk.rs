@@ -180,6 +180,20 @@ impl Walker {
                 report.skipped += 1;
                 continue;
             };
+            // A directory with a type of its own (a Zarr store) is one item.
+            let dir_type = real
+                .is_dir()
+                .then(|| mimetype_for(&path, &self.options.mimetypes_by_ext))
+                .flatten()
+                .filter(|m| self.formats.contains_key(m));
+            if let Some(mimetype) = dir_type {
+                items.push(Item::File {
+                    key: key_of(&name),
+                    path: real,
+                    mimetype,
+                });
+                continue;
+            }
             if real.is_dir() {
                 items.push(Item::Directory {
                     key: key_of(&name),
@@ -356,7 +370,7 @@ impl Walker {
                     .enumerate()
                     .map(|(i, f)| NewAsset {
                         data_uri: file_uri(f),
-                        is_directory: false,
+                        is_directory: f.is_dir(),
                         parameter: Some(
                             if files.len() > 1 {
                                 "data_uris"
