@@ -103,6 +103,10 @@ struct DirectoryArgs {
     /// default).
     #[arg(long)]
     follow_external_links: bool,
+    /// Keep watching: new, changed and removed files are picked up within
+    /// about a second.
+    #[arg(long)]
+    watch: bool,
     #[command(flatten)]
     serve: ServeArgs,
 }
@@ -381,6 +385,7 @@ fn serve_directory(args: &DirectoryArgs) -> Result<tiled_adapters::Node, String>
         },
     )
     .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let watch = args.watch;
     std::thread::Builder::new()
         .name("walk".into())
         .spawn(move || {
@@ -395,6 +400,19 @@ fn serve_directory(args: &DirectoryArgs) -> Result<tiled_adapters::Node, String>
                     r.errors
                 ),
                 Err(e) => tracing::error!("registering {} failed: {e}", walker.root().display()),
+            }
+            while watch {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                match walker.sync(&[]) {
+                    Ok(r) if r.nodes + r.removed > 0 => tracing::info!(
+                        "watch: {} nodes registered, {} removed ({} unreadable)",
+                        r.nodes,
+                        r.removed,
+                        r.errors
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("watch: {e}"),
+                }
             }
         })
         .map_err(|e| e.to_string())?;

@@ -38,9 +38,14 @@ pub struct WalkOptions {
 /// What a walk did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WalkReport {
+    /// Nodes created (a file container counts each node inside it).
     pub nodes: usize,
+    /// Entries not registered (hidden, unknown type, key taken, outside).
     pub skipped: usize,
+    /// Files that could not be read (registered as error nodes).
     pub errors: usize,
+    /// Nodes removed because their files changed or disappeared.
+    pub removed: usize,
 }
 
 /// Upstream's `strip_suffixes`: the name without any of its extensions.
@@ -85,6 +90,40 @@ pub struct Walker {
     formats: HashMap<String, Arc<dyn FileFormat>>,
     root: PathBuf,
     options: WalkOptions,
+    /// What is registered, by node path: the fingerprint of the files
+    /// behind a file node, `None` for a directory's container. A later
+    /// pass (`--watch`) compares against it.
+    known: std::sync::Mutex<HashMap<Vec<String>, Option<Fingerprint>>>,
+}
+
+/// Enough to notice that files changed: count, total size, newest mtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Fingerprint {
+    files: usize,
+    bytes: u64,
+    newest: Option<std::time::SystemTime>,
+}
+
+fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
+    let mut f = Fingerprint {
+        files: paths.len(),
+        bytes: 0,
+        newest: None,
+    };
+    for p in paths {
+        // A Zarr store changes inside: look one level down too.
+        let mut metas = vec![std::fs::metadata(p).ok()];
+        if p.is_dir()
+            && let Ok(entries) = std::fs::read_dir(p)
+        {
+            metas.extend(entries.filter_map(Result::ok).map(|e| e.metadata().ok()));
+        }
+        for m in metas.into_iter().flatten() {
+            f.bytes += m.len();
+            f.newest = f.newest.max(m.modified().ok());
+        }
+    }
+    f
 }
 
 /// One thing to register in a directory.
@@ -124,6 +163,7 @@ impl Walker {
                 .collect(),
             root: root.canonicalize()?,
             options,
+            known: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -141,6 +181,57 @@ impl Walker {
         let mut report = WalkReport::default();
         self.walk_dir(parent, &self.root.clone(), &mut report)?;
         Ok(report)
+    }
+
+    /// Bring the catalog in line with the files again: register new files,
+    /// re-register changed ones, delete the nodes of removed ones. Cheap
+    /// when nothing changed (a `stat` per file). `--watch` calls it every
+    /// second.
+    ///
+    /// # Errors
+    /// Catalog errors.
+    pub fn sync(&self, parent: &[String]) -> Result<WalkReport, CatalogError> {
+        self.register(parent)
+    }
+
+    fn known_children(&self, parent: &[String]) -> HashMap<String, Option<Fingerprint>> {
+        let Ok(known) = self.known.lock() else {
+            return HashMap::new();
+        };
+        known
+            .iter()
+            .filter(|(path, _)| path.len() == parent.len() + 1 && path.starts_with(parent))
+            .map(|(path, f)| (path[parent.len()].clone(), *f))
+            .collect()
+    }
+
+    fn forget(&self, path: &[String]) {
+        if let Ok(mut known) = self.known.lock() {
+            known.retain(|p, _| !p.starts_with(path));
+        }
+    }
+
+    fn remember(&self, path: Vec<String>, f: Option<Fingerprint>) {
+        if let Ok(mut known) = self.known.lock() {
+            known.insert(path, f);
+        }
+    }
+
+    fn known_is_dir(&self, path: &[String]) -> bool {
+        self.known
+            .lock()
+            .map(|k| matches!(k.get(path), Some(None)))
+            .unwrap_or(false)
+    }
+
+    fn remove(&self, path: &[String], report: &mut WalkReport) -> Result<(), CatalogError> {
+        match self.catalog.delete_node(path) {
+            Ok(()) | Err(CatalogError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        self.forget(path);
+        report.removed += 1;
+        Ok(())
     }
 
     fn inside(&self, path: &Path) -> Option<PathBuf> {
@@ -244,18 +335,14 @@ impl Walker {
         dir: &Path,
         report: &mut WalkReport,
     ) -> Result<(), CatalogError> {
-        let items = self.items(dir, report);
-        // Describe files in parallel: headers only, but many files.
-        let described = describe_all(&items, &self.formats);
+        let all = self.items(dir, report);
+        let known = self.known_children(parent);
+        // Keep the first item of each key (as upstream).
         let mut taken = HashSet::new();
-        let mut subdirs = Vec::new();
-        for (item, described) in items.iter().zip(described) {
-            let key = match item {
-                Item::File { key, .. }
-                | Item::Sequence { key, .. }
-                | Item::Directory { key, .. } => key,
-            };
-            if tiled_catalog::validate_node_key(key).is_err() || !taken.insert(key.clone()) {
+        let mut items = Vec::new();
+        for item in all {
+            let key = item.key().to_string();
+            if tiled_catalog::validate_node_key(&key).is_err() || !taken.insert(key.clone()) {
                 tracing::warn!(
                     "skipping {key:?} in {}: the key is taken or invalid",
                     dir.display()
@@ -263,46 +350,72 @@ impl Walker {
                 report.skipped += 1;
                 continue;
             }
+            items.push(item);
+        }
+        // Removed files and directories.
+        for key in known.keys().filter(|k| !taken.contains(*k)) {
             let mut path = parent.to_vec();
             path.push(key.clone());
-            match item {
-                Item::Directory { path: d, .. } => {
-                    self.create(
-                        parent,
-                        &NewNode {
-                            key: key.clone(),
-                            structure_family: StructureFamily::Container,
-                            structure: None,
-                            metadata: Default::default(),
-                            specs: vec![],
-                            access_blob: json!({}),
-                            data_sources: vec![],
-                        },
-                        report,
-                    )?;
-                    subdirs.push((path, d.clone()));
+            tracing::info!("{path:?}: its files are gone; removing it");
+            self.remove(&path, report)?;
+        }
+        // New and changed files; directories are walked below.
+        let mut fresh = Vec::new();
+        for item in &items {
+            let mut path = parent.to_vec();
+            path.push(item.key().to_string());
+            let now = item.fingerprint();
+            match known.get(item.key()) {
+                Some(before) if *before == now => continue,
+                Some(_) => {
+                    tracing::info!("{path:?}: its files changed; registering it again");
+                    self.remove(&path, report)?;
+                }
+                None => {}
+            }
+            fresh.push(item);
+        }
+        // Describe files in parallel: headers only, but many files.
+        let described = describe_all(&fresh, &self.formats);
+        for (item, described) in fresh.iter().zip(described) {
+            let key = item.key();
+            let mut path = parent.to_vec();
+            path.push(key.to_string());
+            let created = match item {
+                Item::Directory { .. } => {
+                    let node = NewNode {
+                        key: key.to_string(),
+                        structure_family: StructureFamily::Container,
+                        structure: None,
+                        metadata: Default::default(),
+                        specs: vec![],
+                        access_blob: json!({}),
+                        data_sources: vec![],
+                    };
+                    self.create(parent, &node, report)?
                 }
                 Item::File {
                     path: f, mimetype, ..
                 } => {
-                    self.register_described(
-                        parent,
-                        key,
-                        described,
-                        mimetype,
-                        std::slice::from_ref(f),
-                        report,
-                    )?;
+                    let files = std::slice::from_ref(f);
+                    self.register_described(parent, key, described, mimetype, files, report)?
                 }
                 Item::Sequence {
                     paths, mimetype, ..
-                } => {
-                    self.register_described(parent, key, described, mimetype, paths, report)?;
-                }
+                } => self.register_described(parent, key, described, mimetype, paths, report)?,
+            };
+            if created {
+                self.remember(path, item.fingerprint());
             }
         }
-        for (path, d) in subdirs {
-            self.walk_dir(&path, &d, report)?;
+        for item in &items {
+            if let Item::Directory { key, path: d } = item {
+                let mut path = parent.to_vec();
+                path.push(key.clone());
+                if self.known_is_dir(&path) {
+                    self.walk_dir(&path, d, report)?;
+                }
+            }
         }
         Ok(())
     }
@@ -335,17 +448,16 @@ impl Walker {
         mimetype: &str,
         files: &[PathBuf],
         report: &mut WalkReport,
-    ) -> Result<(), CatalogError> {
+    ) -> Result<bool, CatalogError> {
         let described = match described {
             Some(Ok(d)) => d,
             Some(Err(e)) => {
                 tracing::warn!("{e}");
                 report.errors += 1;
                 let node = error_node(key, mimetype, &e.to_string(), files);
-                self.create(parent, &node, report)?;
-                return Ok(());
+                return self.create(parent, &node, report);
             }
-            None => return Ok(()),
+            None => return Ok(false),
         };
         self.create_tree(parent, key, &described, mimetype, files, report)
     }
@@ -358,7 +470,7 @@ impl Walker {
         mimetype: &str,
         files: &[PathBuf],
         report: &mut WalkReport,
-    ) -> Result<(), CatalogError> {
+    ) -> Result<bool, CatalogError> {
         let data_sources = match &d.parameters {
             Some(parameters) => vec![NewDataSource {
                 mimetype: mimetype.to_string(),
@@ -395,10 +507,10 @@ impl Walker {
             data_sources,
         };
         if !self.create(parent, &node, report)? {
-            return Ok(());
+            return Ok(false);
         }
         if d.children.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let mut path = parent.to_vec();
         path.push(key.to_string());
@@ -413,7 +525,26 @@ impl Walker {
             }
             self.create_tree(&path, child_key, child, mimetype, files, report)?;
         }
-        Ok(())
+        Ok(true)
+    }
+}
+
+impl Item {
+    fn key(&self) -> &str {
+        match self {
+            Item::File { key, .. } | Item::Sequence { key, .. } | Item::Directory { key, .. } => {
+                key
+            }
+        }
+    }
+
+    /// `None` for directories (their content is walked, not fingerprinted).
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        match self {
+            Item::File { path, .. } => Some(fingerprint(std::slice::from_ref(path))),
+            Item::Sequence { paths, .. } => Some(fingerprint(paths)),
+            Item::Directory { .. } => None,
+        }
     }
 }
 
@@ -444,7 +575,7 @@ fn error_node(key: &str, mimetype: &str, message: &str, files: &[PathBuf]) -> Ne
 type Description = Option<Result<Described, crate::FileError>>;
 
 fn describe_all(
-    items: &[Item],
+    items: &[&Item],
     formats: &HashMap<String, Arc<dyn FileFormat>>,
 ) -> Vec<Description> {
     let describe = |item: &Item| -> Description {
@@ -463,7 +594,7 @@ fn describe_all(
         .map_or(2, |n| n.get())
         .min(8);
     if items.len() < 2 || workers < 2 {
-        return items.iter().map(describe).collect();
+        return items.iter().map(|i| describe(i)).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<std::sync::Mutex<Option<Description>>> =
@@ -473,7 +604,9 @@ fn describe_all(
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
+                    let Some(item) = items.get(i).copied() else {
+                        break;
+                    };
                     let r = describe(item);
                     if let Ok(mut slot) = results[i].lock() {
                         *slot = Some(r);

@@ -344,3 +344,70 @@ fn walk_registers_and_the_opener_stays_inside_the_root() {
         .expect("refused");
     assert!(err.to_string().contains("outside"), "{err}");
 }
+
+#[test]
+fn sync_picks_up_new_changed_and_removed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir(root.join("d")).unwrap();
+    write_npy(&root.join("a.npy"), "|u1", &[2], &[1, 1]);
+    write_npy(&root.join("d").join("b.npy"), "|u1", &[2], &[2, 2]);
+    let mut catalog = Catalog::temporary().unwrap();
+    let formats = tiled_files::formats();
+    for f in &formats {
+        catalog.register_opener(
+            f.mimetype(),
+            Arc::new(FileOpener::new(
+                f.clone(),
+                vec![root.canonicalize().unwrap()],
+            )),
+        );
+    }
+    let catalog = Arc::new(catalog);
+    let walker = walk::Walker::new(
+        catalog.clone(),
+        &formats,
+        root,
+        walk::WalkOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(walker.register(&[]).unwrap().nodes, 3);
+    // Nothing changed: nothing done.
+    assert_eq!(walker.sync(&[]).unwrap(), walk::WalkReport::default());
+    let read = |path: &[&str]| -> Vec<u8> {
+        let root = CatalogContainer::root_node(catalog.clone()).unwrap();
+        let mut node = root;
+        for k in path {
+            let NodeData::Container(c) = &node.data else {
+                panic!()
+            };
+            node = c.get(k).unwrap().unwrap();
+        }
+        let NodeData::Array(a) = node.data else {
+            panic!()
+        };
+        a.read_block(&vec![0; a.structure().shape.len()])
+            .unwrap()
+            .bytes
+    };
+    // New, changed (a different size), removed.
+    write_npy(&root.join("c.npy"), "|u1", &[1], &[3]);
+    write_npy(&root.join("a.npy"), "|u1", &[3], &[7, 7, 7]);
+    std::fs::remove_file(root.join("d").join("b.npy")).unwrap();
+    let report = walker.sync(&[]).unwrap();
+    assert_eq!((report.nodes, report.removed), (2, 2), "{report:?}");
+    assert_eq!(read(&["c"]), [3]);
+    assert_eq!(read(&["a"]), [7, 7, 7]);
+    let root_node = CatalogContainer::root_node(catalog.clone()).unwrap();
+    let NodeData::Container(top) = &root_node.data else {
+        panic!()
+    };
+    let NodeData::Container(d) = top.get("d").unwrap().unwrap().data else {
+        panic!()
+    };
+    assert_eq!(d.len().unwrap(), 0);
+    // A removed directory goes with everything in it.
+    std::fs::remove_dir(root.join("d")).unwrap();
+    assert_eq!(walker.sync(&[]).unwrap().removed, 1);
+    assert!(top.get("d").unwrap().is_none());
+}
