@@ -1,6 +1,7 @@
 """`tiled serve directory`: files written by the reference libraries (h5py,
-tifffile, pandas, pyarrow, openpyxl, numpy, Pillow) read back through the
-upstream client must equal what the libraries read themselves."""
+zarr-python, netCDF4, tifffile, pandas, pyarrow, openpyxl, numpy, Pillow)
+read back through the upstream client must equal what the libraries read
+themselves."""
 
 import os
 import time
@@ -69,10 +70,57 @@ def write_fixtures(d):
     with pd.ExcelWriter(d / "book.xlsx") as w:
         df.to_excel(w, sheet_name="first", index=False)
         df[["x"]].to_excel(w, sheet_name="second", index=False)
+    write_zarr(d)
+    write_netcdf(d / "weather.nc")
     return df
 
 
-EXPECTED_TOP = {"scan", "single", "stack", "gray", "rgb", "matrix", "table", "groups", "frame", "book", "sub", "broken"}
+ZARR_CUBE = (np.arange(6 * 10 * 8, dtype="int32").reshape(6, 10, 8) * 3) - 100
+
+
+def write_zarr(d):
+    import numcodecs
+    import zarr
+
+    # v3 with zstd and a sharded array; v2 with blosc.
+    root = zarr.open_group(d / "store.zarr", mode="w", zarr_format=3)
+    root.attrs["instrument"] = "zarr bench"
+    cube = root.create_array("cube", shape=ZARR_CUBE.shape, chunks=(2, 5, 4), dtype="int32",
+                             compressors=zarr.codecs.ZstdCodec())
+    cube[:] = ZARR_CUBE
+    cube.attrs["units"] = "counts"
+    nested = root.create_group("nested")
+    sharded = nested.create_array("sharded", shape=(8, 12), chunks=(2, 3), shards=(4, 6), dtype="float64")
+    sharded[:] = np.arange(96, dtype="float64").reshape(8, 12) / 4
+    v2 = zarr.open_group(d / "old.zarr", mode="w", zarr_format=2)
+    arr = v2.create_array("values", shape=(30,), chunks=(7,), dtype="<u2",
+                          compressors=numcodecs.Blosc(cname="lz4", clevel=5))
+    arr[:] = np.arange(30, dtype="<u2") * 11
+
+
+def write_netcdf(path):
+    import netCDF4
+
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
+        ds.title = "weather"
+        ds.version = 3
+        ds.createDimension("time", 5)
+        ds.createDimension("x", 4)
+        t = ds.createVariable("time", "f8", ("time",))
+        t.long_name = "seconds since start"
+        t[:] = np.arange(5) * 60.0
+        x = ds.createVariable("x", "f8", ("x",))
+        x.long_name = "position"
+        x[:] = np.linspace(0, 1.5, 4)
+        temp = ds.createVariable("temperature", "f8", ("time", "x"), chunksizes=(1, 4))
+        temp.long_name = "air temperature"
+        temp[:] = np.arange(20, dtype="f8").reshape(5, 4) + 273.15
+        counts = ds.createVariable("counts", "i4", ("x",))
+        counts[:] = [3, 1, 4, 1]
+
+
+EXPECTED_TOP = {"scan", "single", "stack", "gray", "rgb", "matrix", "table", "groups", "frame", "book", "sub", "broken",
+                "store", "old", "weather"}
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +234,48 @@ def test_tables(served):
     pd.testing.assert_frame_equal(first, pd.read_excel(d / "book.xlsx", sheet_name="first"), check_dtype=False)
     second = c["book"]["second"].read()
     pd.testing.assert_frame_equal(second, pd.read_excel(d / "book.xlsx", sheet_name="second"), check_dtype=False)
+
+
+def test_zarr_v3_and_v2(served):
+    import zarr
+
+    c = served["client"]
+    d = served["dir"]
+    store = c["store"]
+    assert set(store) == {"cube", "nested"}
+    assert store.metadata["instrument"] == "zarr bench"
+    cube = store["cube"]
+    assert cube.metadata["units"] == "counts"
+    want = zarr.open_array(d / "store.zarr" / "cube")[:]
+    np.testing.assert_array_equal(cube.read(), want)
+    np.testing.assert_array_equal(cube[1:5, ::3, -2:], want[1:5, ::3, -2:])
+    sharded = zarr.open_array(d / "store.zarr" / "nested" / "sharded")[:]
+    np.testing.assert_array_equal(store["nested"]["sharded"].read(), sharded)
+    np.testing.assert_array_equal(store["nested"]["sharded"][3, 5:11], sharded[3, 5:11])
+    old = zarr.open_array(d / "old.zarr" / "values")[:]
+    np.testing.assert_array_equal(c["old"]["values"].read(), old)
+
+
+def test_netcdf_is_an_xarray_dataset(served):
+    import xarray
+
+    c = served["client"]
+    node = c["weather"]
+    assert "xarray_dataset" in [s.name for s in node.specs]
+    got = node.read()
+    want = xarray.open_dataset(served["dir"] / "weather.nc")
+    try:
+        xarray.testing.assert_identical(got, want.load())
+    finally:
+        want.close()
+    np.testing.assert_array_equal(node["temperature"][2:4, 1:], want_values(served))
+
+
+def want_values(served):
+    import netCDF4
+
+    with netCDF4.Dataset(served["dir"] / "weather.nc") as ds:
+        return ds["temperature"][2:4, 1:].data
 
 
 def test_search_over_registered_files(served):
