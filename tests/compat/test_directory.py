@@ -285,3 +285,31 @@ def test_search_over_registered_files(served):
     assert list(c.search(Eq("title", "a scan"))) == ["scan"]
     hits = c["scan"].search(Eq("sample", "silicon"))
     assert list(hits) == ["entry"]
+
+
+def test_register_then_serve_catalog(served, tmp_path):
+    """`tiled register` writes the same nodes into a catalog database that
+    `serve catalog --readable-storage` then serves."""
+    import subprocess
+
+    from conftest import TILED_BIN
+    from tiled.client import from_uri
+
+    db = tmp_path / "registered.db"
+    uri = f"sqlite:///{db}"
+    d = served["dir"]
+    r = subprocess.run([str(TILED_BIN), "register", uri, str(d), "--prefix", "files"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "registered" in r.stderr
+    r = subprocess.run([str(TILED_BIN), "register", "http://127.0.0.1:1/api", str(d)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "database URI" in r.stderr, r.stderr
+    server = Server(["--public"], tree_args=["catalog", uri, "--readable-storage", str(d)])
+    try:
+        c = from_uri(server.url)["files"]
+        assert set(c) == EXPECTED_TOP
+        np.testing.assert_array_equal(c["matrix"].read(), np.load(d / "matrix.npy"))
+        pd.testing.assert_frame_equal(c["table"].read(), pd.read_csv(d / "table.csv"), check_dtype=False)
+    finally:
+        server.stop()

@@ -34,6 +34,62 @@ enum Command {
         #[command(subcommand)]
         what: CatalogCommand,
     },
+    /// Register the files under PATH in a catalog database, with the same
+    /// mapping as `serve directory`; serve it with
+    /// `tiled serve catalog URI --readable-storage PATH`.
+    Register(RegisterArgs),
+}
+
+#[derive(Args)]
+struct RegisterArgs {
+    /// The catalog: `sqlite:///path.db` or `postgresql://...` (created if
+    /// new). Registering through a running server's HTTP API comes with
+    /// the write API.
+    uri: String,
+    /// The directory to register.
+    path: std::path::PathBuf,
+    /// Register under this container path (`a/b`), created if missing.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    #[command(flatten)]
+    walk: WalkArgs,
+}
+
+#[derive(Args)]
+struct WalkArgs {
+    /// Keep file extensions in keys (`a.h5` instead of `a`).
+    #[arg(long)]
+    keep_ext: bool,
+    /// Map an extension to a mimetype, e.g. `--ext .dat=text/csv`
+    /// (repeatable).
+    #[arg(long = "ext", value_name = "EXT=MIMETYPE")]
+    ext: Vec<String>,
+    /// Follow symbolic links that lead outside the directory (refused by
+    /// default).
+    #[arg(long)]
+    follow_external_links: bool,
+    /// Keep watching: new, changed and removed files are picked up within
+    /// about a second.
+    #[arg(long)]
+    watch: bool,
+}
+
+impl WalkArgs {
+    fn options(&self) -> Result<tiled_files::walk::WalkOptions, String> {
+        let mut mimetypes_by_ext = std::collections::HashMap::new();
+        for item in &self.ext {
+            let (ext, mime) = item
+                .split_once('=')
+                .ok_or_else(|| format!("--ext {item:?}: use EXT=MIMETYPE, e.g. .dat=text/csv"))?;
+            let ext = format!(".{}", ext.trim_start_matches('.').to_ascii_lowercase());
+            mimetypes_by_ext.insert(ext, mime.to_string());
+        }
+        Ok(tiled_files::walk::WalkOptions {
+            keep_ext: self.keep_ext,
+            mimetypes_by_ext,
+            follow_external_links: self.follow_external_links,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -92,21 +148,8 @@ struct DirectoryArgs {
     /// Catalog to register into (default: a temporary SQLite catalog).
     #[arg(long)]
     catalog: Option<String>,
-    /// Keep file extensions in keys (`a.h5` instead of `a`).
-    #[arg(long)]
-    keep_ext: bool,
-    /// Map an extension to a mimetype, e.g. `--ext .dat=text/csv`
-    /// (repeatable).
-    #[arg(long = "ext", value_name = "EXT=MIMETYPE")]
-    ext: Vec<String>,
-    /// Follow symbolic links that lead outside the directory (refused by
-    /// default).
-    #[arg(long)]
-    follow_external_links: bool,
-    /// Keep watching: new, changed and removed files are picked up within
-    /// about a second.
-    #[arg(long)]
-    watch: bool,
+    #[command(flatten)]
+    walk: WalkArgs,
     #[command(flatten)]
     serve: ServeArgs,
 }
@@ -127,6 +170,11 @@ struct CatalogArgs {
     /// with --temp this serves the demo through SQL.
     #[arg(long)]
     demo: bool,
+    /// A directory whose files the catalog's data sources may read
+    /// (repeatable; as upstream's `readable_storage`). Files elsewhere are
+    /// refused.
+    #[arg(long = "readable-storage", value_name = "DIR")]
+    readable_storage: Vec<std::path::PathBuf>,
     #[command(flatten)]
     serve: ServeArgs,
 }
@@ -239,6 +287,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (root, args) = root;
             serve(args.serve, root, true, false).await
         }
+        Command::Register(args) => tokio::task::spawn_blocking(move || register(&args))
+            .await
+            .map_err(|e| e.to_string())?,
         Command::Catalog { what } => tokio::task::spawn_blocking(move || catalog_command(what))
             .await
             .map_err(|e| e.to_string())?,
@@ -314,6 +365,22 @@ fn open_catalog(args: &CatalogArgs) -> Result<tiled_adapters::Node, String> {
         }
         other => other.to_string(),
     })?;
+    if !args.readable_storage.is_empty() {
+        let roots = args
+            .readable_storage
+            .iter()
+            .map(|d| {
+                d.canonicalize()
+                    .map_err(|e| format!("{}: {e}", d.display()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for f in tiled_files::formats() {
+            catalog.register_opener(
+                f.mimetype(),
+                Arc::new(tiled_files::FileOpener::new(f.clone(), roots.clone())),
+            );
+        }
+    }
     if args.demo {
         let demo = tiled_demo::demo_tree();
         catalog.register_opener(
@@ -337,6 +404,70 @@ fn open_catalog(args: &CatalogArgs) -> Result<tiled_adapters::Node, String> {
     tiled_catalog::CatalogContainer::root_node(Arc::new(catalog)).map_err(|e| e.to_string())
 }
 
+/// `tiled register URI PATH`: walk PATH into the catalog at URI (and keep
+/// watching with --watch).
+fn register(args: &RegisterArgs) -> Result<(), String> {
+    use std::sync::Arc;
+    if args.uri.starts_with("http://") || args.uri.starts_with("https://") {
+        return Err(format!(
+            "{}: registering through a server's HTTP API is not available yet; give the catalog's \
+             database URI (sqlite:///path.db or postgresql://...)",
+            args.uri
+        ));
+    }
+    let dir = args
+        .path
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", args.path.display()))?;
+    let catalog = Arc::new(
+        tiled_catalog::Catalog::open(&catalog_uri(&args.uri)?, true).map_err(|e| e.to_string())?,
+    );
+    let prefix: Vec<String> = args
+        .prefix
+        .split('/')
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect();
+    for depth in 0..prefix.len() {
+        let node = tiled_catalog::NewNode {
+            key: prefix[depth].clone(),
+            structure_family: tiled_model::StructureFamily::Container,
+            structure: None,
+            metadata: Default::default(),
+            specs: vec![],
+            access_blob: serde_json::json!({}),
+            data_sources: vec![],
+        };
+        match catalog.create_node(&prefix[..depth], &node) {
+            Ok(_) | Err(tiled_catalog::CatalogError::Conflict(_)) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let formats = tiled_files::formats();
+    let walker = tiled_files::walk::Walker::new(catalog, &formats, &dir, args.walk.options()?)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let r = walker.register(&prefix).map_err(|e| e.to_string())?;
+    eprintln!(
+        "registered {} nodes from {} ({} skipped, {} unreadable)",
+        r.nodes,
+        dir.display(),
+        r.skipped,
+        r.errors
+    );
+    while args.walk.watch {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        match walker.sync(&prefix) {
+            Ok(r) if r.nodes + r.removed > 0 => eprintln!(
+                "watch: {} nodes registered, {} removed ({} unreadable)",
+                r.nodes, r.removed, r.errors
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("watch: {e}"),
+        }
+    }
+    Ok(())
+}
+
 /// Open the catalog for `serve directory`, register the file openers, and
 /// start the walk on a background thread; returns the root at once.
 fn serve_directory(args: &DirectoryArgs) -> Result<tiled_adapters::Node, String> {
@@ -348,21 +479,14 @@ fn serve_directory(args: &DirectoryArgs) -> Result<tiled_adapters::Node, String>
     if !dir.is_dir() {
         return Err(format!("{} is not a directory", dir.display()));
     }
-    let mut mimetypes_by_ext = std::collections::HashMap::new();
-    for item in &args.ext {
-        let (ext, mime) = item
-            .split_once('=')
-            .ok_or_else(|| format!("--ext {item:?}: use EXT=MIMETYPE, e.g. .dat=text/csv"))?;
-        let ext = format!(".{}", ext.trim_start_matches('.').to_ascii_lowercase());
-        mimetypes_by_ext.insert(ext, mime.to_string());
-    }
+    let options = args.walk.options()?;
     let mut catalog = match &args.catalog {
         Some(uri) => tiled_catalog::Catalog::open(&catalog_uri(uri)?, true),
         None => tiled_catalog::Catalog::temporary(),
     }
     .map_err(|e| e.to_string())?;
     let formats = tiled_files::formats();
-    let roots = if args.follow_external_links {
+    let roots = if args.walk.follow_external_links {
         vec![std::path::PathBuf::from("/")]
     } else {
         vec![dir.clone()]
@@ -374,18 +498,9 @@ fn serve_directory(args: &DirectoryArgs) -> Result<tiled_adapters::Node, String>
         );
     }
     let catalog = Arc::new(catalog);
-    let walker = tiled_files::walk::Walker::new(
-        catalog.clone(),
-        &formats,
-        &dir,
-        tiled_files::walk::WalkOptions {
-            keep_ext: args.keep_ext,
-            mimetypes_by_ext,
-            follow_external_links: args.follow_external_links,
-        },
-    )
-    .map_err(|e| format!("{}: {e}", dir.display()))?;
-    let watch = args.watch;
+    let walker = tiled_files::walk::Walker::new(catalog.clone(), &formats, &dir, options)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let watch = args.walk.watch;
     std::thread::Builder::new()
         .name("walk".into())
         .spawn(move || {
