@@ -313,3 +313,32 @@ def test_register_then_serve_catalog(served, tmp_path):
         pd.testing.assert_frame_equal(c["table"].read(), pd.read_csv(d / "table.csv"), check_dtype=False)
     finally:
         server.stop()
+
+
+def test_data_sources_are_shown_when_asked(served):
+    import httpx
+
+    api = served["server"].api
+    body = httpx.get(f"{api}/metadata/matrix", params={"include_data_sources": "true"}).json()
+    (source,) = body["data"]["attributes"]["data_sources"]
+    assert source["mimetype"] == "application/x-npy"
+    assert source["management"] == "external"
+    assert source["structure_family"] == "array"
+    assert source["structure"]["shape"] == [6, 7]
+    (asset,) = source["assets"]
+    assert asset["data_uri"].startswith("file://localhost/") and asset["data_uri"].endswith("/matrix.npy")
+    assert asset["parameter"] == "data_uri" and asset["is_directory"] is False
+    body = httpx.get(f"{api}/metadata/sub/img_", params={"include_data_sources": "true"}).json()
+    (source,) = body["data"]["attributes"]["data_sources"]
+    assert source["mimetype"] == "multipart/related;type=image/tiff"
+    assert [(a["parameter"], a["num"]) for a in source["assets"]] == [("data_uris", 0), ("data_uris", 1), ("data_uris", 2)]
+    assert [a["data_uri"].rsplit("/", 1)[1] for a in source["assets"]] == ["img_1.tif", "img_2.tif", "img_10.tif"]
+    # Without the parameter, none are listed (upstream: null).
+    body = httpx.get(f"{api}/metadata/matrix").json()
+    assert body["data"]["attributes"]["data_sources"] is None
+    # The upstream client asks for them with include_data_sources=True.
+    from tiled.client import from_uri
+
+    c = from_uri(served["server"].url, include_data_sources=True)
+    (ds,) = c["table"].data_sources()
+    assert ds.mimetype == "text/csv"

@@ -23,8 +23,8 @@ pub use array::{
     ArrayAdapter, ArrayData, GeneratedArray, MemoryArray, read_via_blocks, selection_box,
 };
 pub use node::{
-    ContainerAdapter, Distinct, DistinctRequest, DistinctValue, MemoryContainer, Metadata, Node,
-    NodeData, SearchPage, SortKey,
+    ContainerAdapter, DataSourceLister, Distinct, DistinctRequest, DistinctValue, MemoryContainer,
+    Metadata, Node, NodeData, SearchPage, SortKey,
 };
 pub use table::{MemoryTable, TableAdapter};
 

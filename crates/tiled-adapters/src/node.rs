@@ -23,6 +23,17 @@ pub enum NodeData {
     Table(Arc<dyn TableAdapter>),
 }
 
+/// Lists a node's data sources in the wire's form (what
+/// `include_data_sources=true` shows), looked up only when asked for.
+pub trait DataSourceLister: Send + Sync {
+    /// `[{"id", "structure_family", "structure", "mimetype", "parameters",
+    /// "properties", "assets": [...], "management"}, ...]`.
+    ///
+    /// # Errors
+    /// [`AdapterError::Internal`] if the backend fails.
+    fn data_sources(&self) -> Result<Value, AdapterError>;
+}
+
 /// Everything known about one node: its description and a handle on its data.
 #[derive(Clone)]
 pub struct Node {
@@ -32,6 +43,9 @@ pub struct Node {
     /// the sorted list).
     pub access_tags: Vec<String>,
     pub data: NodeData,
+    /// Where the node's data lives, for backends that record it (the
+    /// catalog); `None` for nodes whose data is in memory or generated.
+    pub data_sources: Option<Arc<dyn DataSourceLister>>,
 }
 
 impl Node {
@@ -42,6 +56,7 @@ impl Node {
             specs: Vec::new(),
             access_tags: Vec::new(),
             data,
+            data_sources: None,
         }
     }
 

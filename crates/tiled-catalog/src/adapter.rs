@@ -294,11 +294,33 @@ impl CatalogContainer {
         };
         let mut node = Node::new(data);
         fill_description(&mut node, row, 3)?;
+        node.data_sources = Some(Arc::new(CatalogDataSources {
+            catalog: self.catalog.clone(),
+            id,
+            family,
+        }));
         Ok((key, node))
     }
 }
 
 /// Metadata, specs and access tags from columns `first..first + 3`.
+/// A catalog node's data sources, read from the database only when a
+/// request includes them.
+struct CatalogDataSources {
+    catalog: Arc<Catalog>,
+    id: i64,
+    family: StructureFamily,
+}
+
+impl tiled_adapters::DataSourceLister for CatalogDataSources {
+    fn data_sources(&self) -> Result<Value, AdapterError> {
+        let sources = self.catalog.data_sources(self.id)?;
+        Ok(Value::Array(
+            sources.iter().map(|s| s.to_wire(self.family)).collect(),
+        ))
+    }
+}
+
 fn fill_description(node: &mut Node, row: &Row, first: usize) -> Result<(), CatalogError> {
     if let Value::Object(m) = row.json(first)? {
         node.metadata = Arc::new(m);

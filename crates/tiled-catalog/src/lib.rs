@@ -112,8 +112,44 @@ pub struct DataSource {
     pub properties: Value,
     pub management: String,
     pub structure: Option<Value>,
-    /// `(data_uri, parameter, num)` in order.
-    pub assets: Vec<(String, Option<String>, Option<i64>)>,
+    /// In order of `parameter`, then `num`.
+    pub assets: Vec<Asset>,
+}
+
+/// One asset of a stored data source, as the association places it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Asset {
+    pub id: i64,
+    pub data_uri: String,
+    pub is_directory: bool,
+    pub size: Option<i64>,
+    /// The adapter parameter the asset fills (`data_uri`, `data_uris`).
+    pub parameter: Option<String>,
+    /// Its position among the assets of that parameter.
+    pub num: Option<i64>,
+}
+
+impl DataSource {
+    /// The wire form (`include_data_sources=true`).
+    pub fn to_wire(&self, family: StructureFamily) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "structure_family": family.as_str(),
+            "structure": self.structure,
+            "mimetype": self.mimetype,
+            "parameters": self.parameters,
+            "properties": self.properties,
+            "assets": self.assets.iter().map(|a| serde_json::json!({
+                "data_uri": a.data_uri,
+                "is_directory": a.is_directory,
+                "size": a.size,
+                "parameter": a.parameter,
+                "num": a.num,
+                "id": a.id,
+            })).collect::<Vec<_>>(),
+            "management": self.management,
+        })
+    }
 }
 
 /// An earlier state of a node's metadata.
@@ -636,23 +672,31 @@ impl Catalog {
             let assets = c
                 .rows(
                     &format!(
-                        "SELECT a.data_uri, x.parameter, x.num FROM data_source_asset_association x \
+                        "SELECT a.data_uri, x.parameter, x.num, a.id, {}, a.size FROM data_source_asset_association x \
                          JOIN assets a ON a.id = x.asset_id WHERE x.data_source_id = {} \
                          ORDER BY x.parameter, x.num",
+                        match self.dialect() {
+                            Dialect::Sqlite => "a.is_directory",
+                            Dialect::Postgres => "a.is_directory::int",
+                        },
                         self.p(1, "::bigint")
                     ),
                     &[Param::Int(id)],
                 )?
                 .iter()
                 .map(|a| {
-                    Ok((
-                        a.text(0)?.to_string(),
-                        a.opt_text(1)?.map(str::to_string),
-                        match a.0.get(2) {
-                            Some(db::Cell::Int(n)) => Some(*n),
-                            _ => None,
-                        },
-                    ))
+                    let int = |i: usize| match a.0.get(i) {
+                        Some(db::Cell::Int(n)) => Some(*n),
+                        _ => None,
+                    };
+                    Ok(Asset {
+                        id: a.int(3)?,
+                        data_uri: a.text(0)?.to_string(),
+                        is_directory: int(4).unwrap_or(0) != 0,
+                        size: int(5),
+                        parameter: a.opt_text(1)?.map(str::to_string),
+                        num: int(2),
+                    })
                 })
                 .collect::<Result<Vec<_>, CatalogError>>()?;
             out.push(DataSource {

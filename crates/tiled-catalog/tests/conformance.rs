@@ -739,12 +739,17 @@ fn a_version_1_catalog_upgrades_with_its_data() {
         assert_eq!(sources[0].parameters, json!({"dataset": "/d"}), "{name}");
         assert_eq!(sources[0].properties, json!({}), "{name}: v2 default");
         assert_eq!(
-            sources[0].assets,
-            [(
-                "file://localhost/data/a.h5".to_string(),
-                Some("data_uri".to_string()),
-                None
-            )],
+            sources[0]
+                .assets
+                .iter()
+                .map(|a| (
+                    a.data_uri.as_str(),
+                    a.parameter.as_deref(),
+                    a.num,
+                    a.is_directory
+                ))
+                .collect::<Vec<_>>(),
+            [("file://localhost/data/a.h5", Some("data_uri"), None, false)],
             "{name}"
         );
         // And version 2's column takes new values.

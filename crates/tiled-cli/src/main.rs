@@ -454,7 +454,11 @@ fn register(args: &RegisterArgs) -> Result<(), String> {
         r.skipped,
         r.errors
     );
-    while args.walk.watch {
+    // --watch: resync until the process is stopped.
+    if !args.walk.watch {
+        return Ok(());
+    }
+    loop {
         std::thread::sleep(std::time::Duration::from_secs(1));
         match walker.sync(&prefix) {
             Ok(r) if r.nodes + r.removed > 0 => eprintln!(
@@ -465,7 +469,6 @@ fn register(args: &RegisterArgs) -> Result<(), String> {
             Err(e) => eprintln!("watch: {e}"),
         }
     }
-    Ok(())
 }
 
 /// Open the catalog for `serve directory`, register the file openers, and
@@ -516,7 +519,11 @@ fn serve_directory(args: &DirectoryArgs) -> Result<tiled_adapters::Node, String>
                 ),
                 Err(e) => tracing::error!("registering {} failed: {e}", walker.root().display()),
             }
-            while watch {
+            // --watch: resync until the process is stopped.
+            if !watch {
+                return;
+            }
+            loop {
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 match walker.sync(&[]) {
                     Ok(r) if r.nodes + r.removed > 0 => tracing::info!(

@@ -221,7 +221,8 @@ impl FileOpener {
     /// The asset paths of `source` in order, each checked to be inside a root.
     fn asset_paths(&self, source: &DataSource) -> Result<Vec<PathBuf>, AdapterError> {
         let mut out = Vec::with_capacity(source.assets.len());
-        for (uri, _, _) in &source.assets {
+        for asset in &source.assets {
+            let uri = &asset.data_uri;
             let path = path_of_uri(uri)
                 .ok_or_else(|| AdapterError::Internal(format!("unsupported asset URI {uri:?}")))?;
             let real = path

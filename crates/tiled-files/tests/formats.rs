@@ -334,7 +334,7 @@ fn walk_registers_and_the_opener_stays_inside_the_root() {
     // A data source naming a file outside the root is refused at open.
     let id = catalog.node_id(&["t".into()]).unwrap().unwrap();
     let mut source = catalog.data_sources(id).unwrap().remove(0);
-    source.assets[0].0 = tiled_files::file_uri(&outside);
+    source.assets[0].data_uri = tiled_files::file_uri(&outside);
     let opener = FileOpener::new(
         Arc::new(tiled_files::tables::CsvFormat { delimiter: b',' }),
         vec![real_root],

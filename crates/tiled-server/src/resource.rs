@@ -202,7 +202,14 @@ impl RenderOptions {
                         direction: 1,
                     },
                 ]),
-                data_sources: (self.include_data_sources && !keys_only).then_some([]),
+                data_sources: if self.include_data_sources && !keys_only {
+                    Some(match &node.data_sources {
+                        Some(lister) => lister.data_sources()?,
+                        None => Value::Array(Vec::new()),
+                    })
+                } else {
+                    None
+                },
             },
             links: (!self.omit_links).then(|| self.links(segments, node)),
             meta: None,
@@ -246,7 +253,7 @@ pub struct Attributes<'a> {
     /// Always a list: the client calls `list()` on it (spec, 0.2.20 A).
     pub access_tags: &'a [String],
     pub sorting: Option<[SortingOut; 1]>,
-    pub data_sources: Option<[(); 0]>,
+    pub data_sources: Option<Value>,
 }
 
 /// Metadata, whole or as selected by `select_metadata`.
