@@ -56,6 +56,8 @@ def write_fixtures(d):
     Image.fromarray((np.arange(12 * 10) % 256).astype("uint8").reshape(12, 10)).save(d / "gray.png")
     rgb = np.stack([np.arange(8 * 9).reshape(8, 9) % 256 + k for k in range(3)], -1).astype("uint8")
     Image.fromarray(rgb).save(d / "rgb.png")
+    Image.fromarray(rgb).save(d / "photo.jpg", quality=95)
+    Image.fromarray((np.arange(16 * 24) % 200).astype("uint8").reshape(16, 24)).save(d / "mono.jpeg", quality=95)
 
     # NPY.
     np.save(d / "matrix.npy", np.arange(6 * 7, dtype=">f8").reshape(6, 7))
@@ -119,7 +121,7 @@ def write_netcdf(path):
         counts[:] = [3, 1, 4, 1]
 
 
-EXPECTED_TOP = {"scan", "single", "stack", "gray", "rgb", "matrix", "table", "groups", "frame", "book", "sub", "broken",
+EXPECTED_TOP = {"scan", "single", "stack", "gray", "rgb", "photo", "mono", "matrix", "table", "groups", "frame", "book", "sub", "broken",
                 "store", "old", "weather"}
 
 
@@ -211,6 +213,53 @@ def test_png_and_npy(served):
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(c["matrix"][1:5, ::-2], want[1:5, ::-2])
     np.testing.assert_array_equal(c["sub"]["deeper"]["flags"].read(), np.load(d / "sub" / "deeper" / "flags.npy"))
+
+
+def test_jpeg_within_decoder_rounding(served):
+    from PIL import Image
+
+    c = served["client"]
+    d = served["dir"]
+    want = np.asarray(Image.open(d / "photo.jpg")).astype(int)
+    got = c["photo"].read()
+    assert got.shape == want.shape == (8, 9, 3) and got.dtype == np.uint8
+    # Independent JPEG decoders may round the inverse DCT differently.
+    assert np.abs(got.astype(int) - want).max() <= 2
+    mono = c["mono"].read()
+    want = np.asarray(Image.open(d / "mono.jpeg")).astype(int)
+    assert mono.shape == want.shape == (16, 24)
+    assert np.abs(mono.astype(int) - want).max() <= 2
+
+
+def test_watch_picks_up_new_changed_and_removed_files(tmp_path):
+    from tiled.client import from_uri
+
+    d = tmp_path / "watched"
+    d.mkdir()
+    np.save(d / "first.npy", np.arange(3))
+    server = Server(["--public"], tree_args=["directory", str(d), "--watch"])
+    try:
+        c = from_uri(server.url)
+
+        def wait_for(predicate, what):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if predicate():
+                    return
+                time.sleep(0.1)
+            raise AssertionError(f"not seen within 10 s: {what}")
+
+        wait_for(lambda: set(c) == {"first"}, "the initial file")
+        np.save(d / "second.npy", np.ones((2, 2)))
+        wait_for(lambda: "second" in c, "a new file")
+        np.testing.assert_array_equal(c["second"].read(), np.ones((2, 2)))
+        np.save(d / "first.npy", np.arange(5) * 2)
+        wait_for(lambda: c["first"].shape == (5,), "a changed file")
+        np.testing.assert_array_equal(c["first"].read(), np.arange(5) * 2)
+        (d / "second.npy").unlink()
+        wait_for(lambda: set(c) == {"first"}, "a removed file")
+    finally:
+        server.stop()
 
 
 def test_tables(served):

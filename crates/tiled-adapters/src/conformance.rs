@@ -188,11 +188,11 @@ pub fn check_table(name: &str, adapter: &dyn TableAdapter) {
     assert_eq!(all.len(), st.npartitions, "{name}: partitions");
     for (i, batch) in all.iter().enumerate() {
         assert_eq!(batch.schema(), schema, "{name}: schema of partition {i}");
-        assert_eq!(
-            adapter.partition_rows(i),
-            Some(batch.num_rows()),
-            "{name}: row hint of partition {i}"
-        );
+        // A hint is optional (a CSV's rows are not known before parsing),
+        // but when given it must be right.
+        if let Some(rows) = adapter.partition_rows(i) {
+            assert_eq!(rows, batch.num_rows(), "{name}: row hint of partition {i}");
+        }
         assert!(
             adapter.partition_bytes(i, None).is_some(),
             "{name}: byte hint"

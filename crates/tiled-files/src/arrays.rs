@@ -204,10 +204,15 @@ fn jpeg_frame(path: &Path, header_only: bool) -> Result<Frame, String> {
     let mut d = zune_jpeg::JpegDecoder::new(ZCursor::new(&bytes));
     d.decode_headers().map_err(|e| e.to_string())?;
     let (w, h) = d.dimensions().ok_or("no dimensions")?;
-    let channels = match d.output_colorspace() {
-        Some(ColorSpace::Luma) => 1,
-        _ => 3,
+    // Grey stays grey (one channel); everything else becomes RGB.
+    let grey = matches!(d.input_colorspace(), Some(ColorSpace::Luma));
+    let out = if grey {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
     };
+    d.set_options(zune_core::options::DecoderOptions::default().jpeg_set_out_colorspace(out));
+    let channels = if grey { 1 } else { 3 };
     let mut shape = vec![h, w];
     if channels > 1 {
         shape.push(channels);

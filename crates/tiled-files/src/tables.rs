@@ -42,13 +42,27 @@ fn described_table(
 /// Rows sampled to infer a CSV's column types.
 const CSV_INFER_ROWS: usize = 10_000;
 
-/// `.csv` and `.tsv` files: one partition, column types inferred from the
-/// first rows.
+/// Bytes of text per CSV partition.
+pub const CSV_PARTITION_BYTES: u64 = 64 << 20;
+
+/// `.csv` and `.tsv` files: column types inferred from the first rows,
+/// partitioned by size at line boundaries (a partition is read by seeking
+/// to its first byte; quoted fields spanning lines are not split-safe).
 pub struct CsvFormat {
     pub delimiter: u8,
+    /// Target bytes per partition.
+    pub partition_bytes: u64,
 }
 
 impl CsvFormat {
+    /// Comma- or tab-separated files with the default partition size.
+    pub fn new(delimiter: u8) -> Self {
+        CsvFormat {
+            delimiter,
+            partition_bytes: CSV_PARTITION_BYTES,
+        }
+    }
+
     fn schema(&self, path: &Path) -> Result<Schema, String> {
         let mut file = File::open(path).map_err(|e| e.to_string())?;
         let format = arrow_csv::reader::Format::default()
@@ -60,17 +74,131 @@ impl CsvFormat {
         Ok(schema)
     }
 
-    fn read_all(&self, path: &Path, schema: SchemaRef) -> Result<Vec<RecordBatch>, String> {
-        let file = File::open(path).map_err(|e| e.to_string())?;
-        let reader = arrow_csv::ReaderBuilder::new(schema)
-            .with_header(true)
+    /// Where partitions start (the first just after the header line), and
+    /// the file's length last.
+    fn bounds(&self, path: &Path) -> Result<Vec<u64>, String> {
+        use std::io::{BufRead, SeekFrom};
+        let mut file = BufReader::new(File::open(path).map_err(|e| e.to_string())?);
+        let len = file.get_ref().metadata().map_err(|e| e.to_string())?.len();
+        let mut line = Vec::new();
+        let header = file
+            .read_until(b'\n', &mut line)
+            .map_err(|e| e.to_string())? as u64;
+        let mut bounds = vec![header];
+        let step = self.partition_bytes.max(1);
+        let mut next = header + step;
+        while next < len {
+            file.seek(SeekFrom::Start(next))
+                .map_err(|e| e.to_string())?;
+            line.clear();
+            let skipped = file
+                .read_until(b'\n', &mut line)
+                .map_err(|e| e.to_string())? as u64;
+            let start = next + skipped;
+            if start >= len {
+                break;
+            }
+            bounds.push(start);
+            next = start + step;
+        }
+        bounds.push(len);
+        Ok(bounds)
+    }
+}
+
+/// A CSV file read one partition (byte range) at a time.
+struct CsvTable {
+    path: PathBuf,
+    delimiter: u8,
+    schema: SchemaRef,
+    structure: TableStructure,
+    bounds: Vec<u64>,
+}
+
+impl CsvTable {
+    fn read_range(
+        &self,
+        partition: usize,
+        columns: Option<&[String]>,
+    ) -> Result<RecordBatch, AdapterError> {
+        use std::io::{Read, SeekFrom};
+        if partition + 1 >= self.bounds.len() {
+            return Err(AdapterError::BadRequest(format!(
+                "partition {partition} is out of range: the table has {}",
+                self.structure.npartitions
+            )));
+        }
+        let (start, end) = (self.bounds[partition], self.bounds[partition + 1]);
+        let mut file = File::open(&self.path).map_err(|e| internal(&self.path, e))?;
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| internal(&self.path, e))?;
+        let mut builder = arrow_csv::ReaderBuilder::new(self.schema.clone())
+            .with_header(false)
             .with_delimiter(self.delimiter)
-            .with_batch_size(65_536)
-            .build(BufReader::new(file))
-            .map_err(|e| e.to_string())?;
-        reader
+            .with_batch_size(65_536);
+        let schema = match columns {
+            Some(cols) => {
+                let idx = tiled_adapters::table::column_indices(&self.schema, cols)?;
+                builder = builder.with_projection(idx.clone());
+                Arc::new(
+                    self.schema
+                        .project(&idx)
+                        .map_err(|e| internal(&self.path, e))?,
+                )
+            }
+            None => self.schema.clone(),
+        };
+        let reader = builder
+            .build(BufReader::new(file.take(end - start)))
+            .map_err(|e| internal(&self.path, e))?;
+        let batches = reader.collect::<Result<Vec<_>, _>>().map_err(|e| {
+            AdapterError::Internal(format!(
+                "{} (partition {partition}): {e}",
+                self.path.display()
+            ))
+        })?;
+        arrow_select::concat::concat_batches(&schema, &batches).map_err(|e| internal(&self.path, e))
+    }
+}
+
+impl TableAdapter for CsvTable {
+    fn structure(&self) -> &TableStructure {
+        &self.structure
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn partition_rows(&self, _partition: usize) -> Option<usize> {
+        None
+    }
+
+    fn partition_bytes(&self, partition: usize, columns: Option<&[String]>) -> Option<usize> {
+        let text = self.bounds.get(partition + 1)? - self.bounds.get(partition)?;
+        // Parsed values take about as much room as their text (numbers
+        // less, strings a little more): twice the text bounds both.
+        let n = self.schema.fields().len().max(1) as u64;
+        let share = columns.map_or(n, |c| (c.len() as u64).min(n));
+        usize::try_from(text * 2 * share / n + 1).ok()
+    }
+
+    fn read_partition(
+        &self,
+        partition: usize,
+        columns: Option<&[String]>,
+    ) -> Result<RecordBatch, AdapterError> {
+        self.read_range(partition, columns)
+    }
+
+    fn column_array(&self, name: &str) -> Option<Arc<dyn ArrayAdapter>> {
+        let cols = [name.to_string()];
+        let parts = (0..self.structure.npartitions)
+            .map(|p| self.read_range(p, Some(&cols)))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())
+            .ok()?;
+        let schema = parts.first()?.schema();
+        MemoryTable::new(schema, parts).ok()?.column_array(name)
     }
 }
 
@@ -90,20 +218,42 @@ impl FileFormat for CsvFormat {
         if schema.fields().is_empty() {
             return Err(FileError::unreadable(path, "no columns"));
         }
-        described_table(path, &schema, 1)
+        let bounds = self
+            .bounds(path)
+            .map_err(|e| FileError::unreadable(path, e))?;
+        let mut d = described_table(path, &schema, bounds.len() - 1)?;
+        d.parameters = Some(json!({ "bounds": bounds }));
+        Ok(d)
     }
 
-    fn open(&self, path: &Path, _: &Value, _: StructureFamily) -> Result<NodeData, AdapterError> {
+    fn open(
+        &self,
+        path: &Path,
+        parameters: &Value,
+        _: StructureFamily,
+    ) -> Result<NodeData, AdapterError> {
         let schema = Arc::new(self.schema(path).map_err(|e| internal(path, e))?);
-        let batches = self
-            .read_all(path, schema.clone())
+        // The partitions registered; a file that changed since needs
+        // registering again (`--watch` does it).
+        let bounds: Vec<u64> = match parameters.get("bounds") {
+            Some(b) => serde_json::from_value(b.clone()).map_err(|e| internal(path, e))?,
+            None => self.bounds(path).map_err(|e| internal(path, e))?,
+        };
+        let len = std::fs::metadata(path)
+            .map_err(|e| internal(path, e))?
+            .len();
+        if bounds.len() < 2 || bounds.last() != Some(&len) {
+            return Err(internal(path, "the file changed since it was registered"));
+        }
+        let structure = TableStructure::from_schema(&schema, bounds.len() - 1)
             .map_err(|e| internal(path, e))?;
-        let one = arrow_select::concat::concat_batches(&schema, &batches)
-            .map_err(|e| internal(path, e))?;
-        Ok(NodeData::Table(Arc::new(MemoryTable::new(
+        Ok(NodeData::Table(Arc::new(CsvTable {
+            path: path.to_path_buf(),
+            delimiter: self.delimiter,
             schema,
-            vec![one],
-        )?)))
+            structure,
+            bounds,
+        })))
     }
 }
 

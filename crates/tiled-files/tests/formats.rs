@@ -211,12 +211,28 @@ fn tables_pass_the_conformance_checks() {
             .build(File::create(d.join("t.csv")).unwrap());
         w.write(&b).unwrap();
     }
-    let csv = tiled_files::tables::CsvFormat { delimiter: b',' };
+    let csv = tiled_files::tables::CsvFormat::new(b',');
     let NodeData::Table(t) = open(&csv, &d.join("t.csv")) else {
         panic!()
     };
     check_table("csv", t.as_ref());
     assert_eq!(t.read(None).unwrap()[0], b, "CSV types inferred as written");
+    // Partitioned by size at line boundaries: the same rows, in order.
+    let small = tiled_files::tables::CsvFormat {
+        delimiter: b',',
+        partition_bytes: 200,
+    };
+    let NodeData::Table(parts) = open(&small, &d.join("t.csv")) else {
+        panic!()
+    };
+    let n = parts.structure().npartitions;
+    assert!(n > 3, "{n} partitions");
+    check_table("csv partitions", parts.as_ref());
+    let all = parts.read(None).unwrap();
+    let joined = arrow_select::concat::concat_batches(&b.schema(), &all).unwrap();
+    assert_eq!(joined, b);
+    let col = parts.column_array("x").unwrap();
+    assert_eq!(col.structure().shape, [50]);
 
     // Excel: two sheets.
     {
@@ -336,7 +352,7 @@ fn walk_registers_and_the_opener_stays_inside_the_root() {
     let mut source = catalog.data_sources(id).unwrap().remove(0);
     source.assets[0].data_uri = tiled_files::file_uri(&outside);
     let opener = FileOpener::new(
-        Arc::new(tiled_files::tables::CsvFormat { delimiter: b',' }),
+        Arc::new(tiled_files::tables::CsvFormat::new(b',')),
         vec![real_root],
     );
     let err = tiled_catalog::Opener::open(&opener, &source, StructureFamily::Table)
