@@ -119,6 +119,18 @@ def write_netcdf(path):
         temp[:] = np.arange(20, dtype="f8").reshape(5, 4) + 273.15
         counts = ds.createVariable("counts", "i4", ("x",))
         counts[:] = [3, 1, 4, 1]
+        # Packed and masked, as CF files often are: xarray (and so upstream)
+        # serves `stored * scale_factor + add_offset`, fill values as NaN.
+        packed = ds.createVariable("packed", "i2", ("time", "x"), fill_value=-32767)
+        packed.scale_factor = np.float32(0.5)
+        packed.add_offset = np.float32(100.0)
+        packed.set_auto_maskandscale(False)
+        raw = (np.arange(20, dtype="i2").reshape(5, 4) * 3)
+        raw[1, 2] = -32767
+        packed[:] = raw
+        masked = ds.createVariable("masked", "f4", ("x",), fill_value=np.float32(-1.0))
+        masked.set_auto_mask(False)
+        masked[:] = np.array([1.5, -1.0, 2.5, 3.5], dtype="f4")
 
 
 EXPECTED_TOP = {"scan", "single", "stack", "gray", "rgb", "photo", "mono", "matrix", "table", "groups", "frame", "book", "sub", "broken",

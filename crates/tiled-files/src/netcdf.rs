@@ -405,7 +405,7 @@ fn describe(path: &Path, handle: &Handle) -> Result<Described, String> {
     )]));
     container.specs = vec![Spec::new("xarray_dataset")];
     for var in &root.variables {
-        let (structure, _) = match variable_structure(path, handle, var) {
+        let (structure, kind) = match variable_structure(path, handle, var) {
             Ok(Some(s)) => s,
             Ok(None) => continue,
             Err(e) => {
@@ -418,7 +418,14 @@ fn describe(path: &Path, handle: &Handle) -> Result<Described, String> {
         } else {
             "xarray_data_var"
         };
-        let attrs = attrs_json(path, &format!("variable {:?}", var.name), &var.attributes);
+        let mut attrs = attrs_json(path, &format!("variable {:?}", var.name), &var.attributes);
+        let mut structure = structure;
+        if let Some(cf) = CfDecode::of(&var.attributes, kind) {
+            structure.data_type = cf_dtype(&cf)?;
+            for name in CF_ATTRS {
+                attrs.remove(name);
+            }
+        }
         container.children.push((
             var.name.clone(),
             Described {
@@ -443,6 +450,8 @@ struct NetcdfArray {
     name: String,
     kind: Kind,
     structure: ArrayStructure,
+    /// xarray's mask-and-scale decoding, when the variable asks for it.
+    cf: Option<CfDecode>,
     /// Classic files are read straight from byte ranges, so any region
     /// costs what it holds.
     classic: bool,
@@ -512,6 +521,146 @@ impl NetcdfArray {
     }
 }
 
+impl NetcdfArray {
+    fn decoded(&self, stored: Vec<u8>) -> Vec<u8> {
+        match &self.cf {
+            Some(cf) => cf.apply(self.kind, &stored),
+            None => stored,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- CF decoding
+
+/// The attributes xarray's mask-and-scale decoding consumes; they move out
+/// of `attrs` (into xarray's `encoding`) when it applies.
+const CF_ATTRS: [&str; 4] = ["_FillValue", "missing_value", "scale_factor", "add_offset"];
+
+/// What `xarray.open_dataset` (`mask_and_scale=True`, as upstream opens
+/// NetCDF files) does to a numeric variable: stored values equal to
+/// `_FillValue` or `missing_value` become NaN, then `value * scale_factor +
+/// add_offset`, in a float type chosen by xarray's rules.
+#[derive(Clone, Debug)]
+struct CfDecode {
+    missing: Vec<f64>,
+    scale: Option<f64>,
+    offset: Option<f64>,
+    /// float64 output (else float32).
+    wide: bool,
+}
+
+fn attr_f64s(a: &NcAttribute) -> Option<(Vec<f64>, &'static str)> {
+    Some(match &a.value {
+        NcAttrValue::Bytes(v) => (v.iter().map(|x| f64::from(*x)).collect(), "int"),
+        NcAttrValue::UBytes(v) => (v.iter().map(|x| f64::from(*x)).collect(), "int"),
+        NcAttrValue::Shorts(v) => (v.iter().map(|x| f64::from(*x)).collect(), "int"),
+        NcAttrValue::UShorts(v) => (v.iter().map(|x| f64::from(*x)).collect(), "int"),
+        NcAttrValue::Ints(v) => (v.iter().map(|x| f64::from(*x)).collect(), "int"),
+        NcAttrValue::UInts(v) => (v.iter().map(|x| f64::from(*x)).collect(), "int"),
+        NcAttrValue::Int64s(v) => (v.iter().map(|x| *x as f64).collect(), "int"),
+        NcAttrValue::UInt64s(v) => (v.iter().map(|x| *x as f64).collect(), "int"),
+        NcAttrValue::Floats(v) => (v.iter().map(|x| f64::from(*x)).collect(), "f4"),
+        NcAttrValue::Doubles(v) => (v.clone(), "f8"),
+        _ => return None,
+    })
+}
+
+impl CfDecode {
+    fn of(attrs: &[NcAttribute], kind: Kind) -> Option<CfDecode> {
+        let get = |name: &str| attrs.iter().find(|a| a.name == name).and_then(attr_f64s);
+        let mut missing = Vec::new();
+        for name in ["_FillValue", "missing_value"] {
+            if let Some((v, _)) = get(name) {
+                missing.extend(v);
+            }
+        }
+        let scale = get("scale_factor");
+        let offset = get("add_offset");
+        if missing.is_empty() && scale.is_none() && offset.is_none() {
+            return None;
+        }
+        let float = matches!(kind, Kind::F32 | Kind::F64);
+        // Masking: floats keep their type; integers of 1-2 bytes become
+        // float32, wider ones float64 (xarray's `maybe_promote`).
+        let mut wide = match kind {
+            Kind::F32 => false,
+            Kind::F64 => true,
+            _ => kind.itemsize() > 2,
+        };
+        if !missing.is_empty() && !float && scale.is_none() && offset.is_none() {
+            return Some(CfDecode {
+                missing,
+                scale: None,
+                offset: None,
+                wide,
+            });
+        }
+        // Scaling (xarray's `_choose_float_dtype`, on the stored type).
+        match (&scale, &offset) {
+            (Some((_, st)), Some((_, ot))) if st == ot && *st != "int" => {
+                wide = *st == "f8" || (kind.itemsize() == 4 && !float);
+            }
+            (_, Some(_)) => wide = true,
+            (Some((_, st)), None) => wide = *st != "f4",
+            (None, None) => {}
+        }
+        Some(CfDecode {
+            missing,
+            scale: scale.and_then(|(v, _)| v.first().copied()),
+            offset: offset.and_then(|(v, _)| v.first().copied()),
+            wide,
+        })
+    }
+
+    fn apply(&self, kind: Kind, stored: &[u8]) -> Vec<u8> {
+        let n = stored.len() / kind.itemsize();
+        let mut out = Vec::with_capacity(n * if self.wide { 8 } else { 4 });
+        for chunk in stored.chunks_exact(kind.itemsize()) {
+            let v = stored_value(kind, chunk);
+            let missing = self
+                .missing
+                .iter()
+                .any(|m| *m == v || (m.is_nan() && v.is_nan()));
+            let x = if missing {
+                f64::NAN
+            } else {
+                v * self.scale.unwrap_or(1.0) + self.offset.unwrap_or(0.0)
+            };
+            if self.wide {
+                out.extend_from_slice(&x.to_le_bytes());
+            } else {
+                out.extend_from_slice(&(x as f32).to_le_bytes());
+            }
+        }
+        out
+    }
+}
+
+/// One stored little-endian element as f64.
+fn stored_value(kind: Kind, b: &[u8]) -> f64 {
+    let a = |n: usize| -> [u8; 8] {
+        let mut x = [0u8; 8];
+        x[..n].copy_from_slice(&b[..n]);
+        x
+    };
+    match kind {
+        Kind::I8 => f64::from(b[0] as i8),
+        Kind::U8 => f64::from(b[0]),
+        Kind::I16 => f64::from(i16::from_le_bytes([b[0], b[1]])),
+        Kind::U16 => f64::from(u16::from_le_bytes([b[0], b[1]])),
+        Kind::I32 => f64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        Kind::U32 => f64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        Kind::F32 => f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        Kind::I64 => i64::from_le_bytes(a(8)) as f64,
+        Kind::U64 => u64::from_le_bytes(a(8)) as f64,
+        Kind::F64 => f64::from_le_bytes(a(8)),
+    }
+}
+
+fn cf_dtype(cf: &CfDecode) -> Result<DataType, String> {
+    DataType::from_numpy_str(if cf.wide { "<f8" } else { "<f4" }).map_err(|e| e.to_string())
+}
+
 impl ArrayAdapter for NetcdfArray {
     fn structure(&self) -> &ArrayStructure {
         &self.structure
@@ -523,6 +672,7 @@ impl ArrayAdapter for NetcdfArray {
             .block_extent(block)
             .map_err(|e| AdapterError::BadRequest(e.to_string()))?;
         let bytes = self.read_hyperslab(&offset, &shape, &vec![1; shape.len()])?;
+        let bytes = self.decoded(bytes);
         ArrayData::new(self.structure.data_type.clone(), shape, bytes)
     }
 
@@ -586,6 +736,7 @@ impl ArrayAdapter for NetcdfArray {
             }
         }
         let bytes = self.read_hyperslab(&start, &count, &step)?;
+        let bytes = self.decoded(bytes);
         if reversed {
             let forward = ArrayData::new(dtype, count, bytes)?;
             Ok(forward.select(&ResolvedSlice { dims: fix }))
@@ -638,12 +789,18 @@ impl FileFormat for NetcdfFormat {
             .map_err(|e| internal(path, e))?
             .ok_or_else(|| internal(path, format!("variable {name:?} has no servable type")))?;
         let classic = !is_nc4(&handle.file);
+        let cf = CfDecode::of(&var.attributes, kind);
+        let mut structure = structure;
+        if let Some(cf) = &cf {
+            structure.data_type = cf_dtype(cf).map_err(|e| internal(path, e))?;
+        }
         Ok(NodeData::Array(Arc::new(NetcdfArray {
             file: handle.file,
             path: path.to_path_buf(),
             name: name.to_string(),
             kind,
             structure,
+            cf,
             classic,
         })))
     }

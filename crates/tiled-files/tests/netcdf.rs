@@ -363,7 +363,6 @@ fn netcdf4_file_is_an_xarray_dataset() {
     assert_eq!(
         Value::Object(temp.metadata.clone()),
         json!({"attrs": {
-            "_FillValue": -999.0,
             "units": "K",
             "long_name": "air temperature",
             "valid_range": [0.0, 1000.0],
@@ -471,21 +470,21 @@ fn check_classic(kind: &str) {
     let temp = child(&d, "temperature");
     assert_eq!(
         Value::Object(temp.metadata.clone()),
-        json!({"attrs": {"units": "K", "scale_factor": 0.5}})
+        json!({"attrs": {"units": "K"}})
     );
     let st = structure(temp);
-    assert_eq!(st.data_type.numpy(), "<f4");
+    // Stored as float32, unpacked with a float64 scale_factor: float64, as
+    // xarray decodes it.
+    assert_eq!(st.data_type.numpy(), "<f8");
     assert_eq!(st.shape, [6, 4]);
     assert_eq!(st.chunks, [vec![6], vec![4]]);
     assert_eq!(st.dims, Some(vec!["time".to_string(), "x".to_string()]));
     assert_eq!(structure(child(&d, "flags")).data_type.numpy(), "|i1");
     assert_eq!(structure(child(&d, "counts")).data_type.numpy(), "<i2");
 
-    // Raw values: netCDF4-python packed `temperature / scale_factor` on
-    // write, and the reader does not unpack.
-    check_values(&path, temp, "temperature", &|i| {
-        temperature(i[0], i[1], 0) / 0.5
-    });
+    // netCDF4-python packed `temperature / scale_factor` on write; served
+    // unpacked, as xarray reads it.
+    check_values(&path, temp, "temperature", &|i| temperature(i[0], i[1], 0));
     check_values(&path, child(&d, "time"), "time", &|i| i[0] as f64 * 2.0);
     check_values(&path, child(&d, "x"), "x", &|i| i[0] as f64 * 1.5);
     check_values(&path, child(&d, "flags"), "flags", &|i| i[0] as f64 - 3.0);
@@ -602,9 +601,9 @@ fn truncated_real_files_are_errors_not_panics() {
     }
 }
 
-/// What xarray (as upstream Tiled opens the file, but without masking and
-/// scaling) makes of a file: per variable, whether it is a coordinate, its
-/// dims and attrs; and the global attrs.
+/// What xarray makes of a file, opened as upstream Tiled opens it
+/// (`decode_times=False`, masking and scaling on): per variable, whether it
+/// is a coordinate, its dims, dtype and attrs; and the global attrs.
 const XARRAY_DUMP: &str = r#"
 import json, sys
 import numpy as np
@@ -622,13 +621,14 @@ def plain(v):
         return None
     return v
 
-ds = xarray.open_dataset(sys.argv[1], decode_times=False, mask_and_scale=False)
+ds = xarray.open_dataset(sys.argv[1], decode_times=False)
 out = {"attrs": {k: plain(v) for k, v in ds.attrs.items()}, "variables": {}}
 for name in ds.variables:
     var = ds.variables[name]
     out["variables"][name] = {
         "coord": name in ds.coords,
         "dims": list(var.dims),
+        "dtype": var.dtype.str,
         "attrs": {k: plain(v) for k, v in var.attrs.items()},
     }
 print(json.dumps(out))
@@ -679,8 +679,16 @@ fn compare_with_xarray(kind: &str, skipped: &[&str]) {
             x["dims"],
             "{key}: dims"
         );
-        // xarray moves `coordinates` into the encoding; everything else it
-        // keeps (without masking and scaling) as the file has it.
+        // Same element type (byte order aside: ours is always little-endian).
+        let ours = c.structure.as_ref().unwrap()["data_type"].clone();
+        let ours: tiled_model::dtype::DataType = serde_json::from_value(ours).unwrap();
+        assert_eq!(
+            &ours.numpy()[1..],
+            &x["dtype"].as_str().unwrap()[1..],
+            "{key}: dtype"
+        );
+        // xarray moves `coordinates` and the mask-and-scale attributes into
+        // the encoding; everything else it keeps as the file has it.
         let mut attrs = c.metadata["attrs"].as_object().unwrap().clone();
         attrs.remove("coordinates");
         assert_eq!(Value::Object(attrs), x["attrs"], "{key}: attrs");
