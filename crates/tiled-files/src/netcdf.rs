@@ -9,10 +9,11 @@
 //! `{"attrs": <variable attributes>}` metadata and its dimension names as
 //! `dims`.
 //!
-//! Values are served **as stored**: none of xarray's CF decodings
-//! (`_FillValue`/`missing_value` masking, `scale_factor`/`add_offset`,
-//! `_Unsigned`, char-array to string) is applied, and the attributes that
-//! drive them stay in `attrs` so a client can apply them.
+//! Values are decoded as xarray's mask-and-scale does (`_FillValue` and
+//! `missing_value` to NaN, `scale_factor`/`add_offset`, its float-type
+//! rules; those attributes leave `attrs` as xarray moves them to
+//! `encoding`). Not applied yet: `_Unsigned` and char-array to string
+//! (char and string variables are not served).
 //!
 //! Blocks follow the file's chunking for chunked NETCDF4 variables (chunks
 //! are grouped only when the grid would be very large); contiguous
