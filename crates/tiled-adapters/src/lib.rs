@@ -18,6 +18,7 @@ pub mod conformance;
 pub mod node;
 pub mod search;
 pub mod table;
+pub mod write;
 
 pub use array::{
     ArrayAdapter, ArrayData, GeneratedArray, MemoryArray, read_via_blocks, selection_box,
@@ -27,6 +28,7 @@ pub use node::{
     Metadata, Node, NodeData, SearchPage, SortKey,
 };
 pub use table::{MemoryTable, TableAdapter};
+pub use write::{MetadataRevision, NewChild, TreeWriter};
 
 /// Why an adapter could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,13 @@ pub enum AdapterError {
     /// The backend cannot do this (e.g. a query type it does not support).
     #[error("{0}")]
     NotSupported(String),
+    /// The node named does not exist (writes by path).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with what is stored (a taken key, a non-empty
+    /// container deleted without `recursive`).
+    #[error("{0}")]
+    Conflict(String),
     /// The backend failed; a bug or an I/O problem, not the caller's fault.
     #[error("{0}")]
     Internal(String),

@@ -19,6 +19,7 @@ pub mod load;
 pub mod schema;
 pub mod sql;
 pub mod uri;
+pub mod writer;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,9 +62,9 @@ pub enum CatalogError {
 impl From<CatalogError> for AdapterError {
     fn from(e: CatalogError) -> Self {
         match e {
-            CatalogError::BadRequest(m) | CatalogError::NotFound(m) | CatalogError::Conflict(m) => {
-                AdapterError::BadRequest(m)
-            }
+            CatalogError::BadRequest(m) => AdapterError::BadRequest(m),
+            CatalogError::NotFound(m) => AdapterError::NotFound(m),
+            CatalogError::Conflict(m) => AdapterError::Conflict(m),
             other => AdapterError::Internal(other.to_string()),
         }
     }
@@ -983,6 +984,20 @@ impl Catalog {
     /// [`CatalogError::NotFound`] for a missing node;
     /// [`CatalogError::BadRequest`] for the root.
     pub fn delete_node(&self, path: &[String]) -> Result<(), CatalogError> {
+        self.delete_node_checked(path, true)
+    }
+
+    /// Delete the node at `path`; without `recursive`, only if it has no
+    /// children (checked in the same transaction).
+    ///
+    /// # Errors
+    /// As [`Catalog::delete_node`]; [`CatalogError::Conflict`] for a
+    /// non-empty node without `recursive`.
+    pub fn delete_node_checked(
+        &self,
+        path: &[String],
+        recursive: bool,
+    ) -> Result<(), CatalogError> {
         if path.is_empty() {
             return Err(CatalogError::BadRequest(
                 "The root cannot be deleted.".into(),
@@ -998,12 +1013,22 @@ impl Catalog {
                 )?;
             }
             let parent = c.query(
-                &format!("SELECT parent FROM nodes WHERE path = {}", self.p(1, "")),
+                &format!(
+                    "SELECT parent, child_count FROM nodes WHERE path = {}",
+                    self.p(1, "")
+                ),
                 &[Param::Text(path.join("/"))],
             )?;
             let Some(parent) = parent.first() else {
                 return Err(CatalogError::NotFound(format!("No such entry: {path:?}")));
             };
+            if !recursive && parent.int(1)? > 0 {
+                return Err(CatalogError::Conflict(
+                    "Cannot delete a node that is not empty. Use recursive=true to delete it \
+                     and everything below it."
+                        .into(),
+                ));
+            }
             let parent_id = parent.int(0)?;
             c.execute(
                 &format!("DELETE FROM nodes WHERE path = {}", self.p(1, "")),

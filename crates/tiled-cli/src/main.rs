@@ -4,6 +4,7 @@
 //! (catalog, directory, config, register, login) follow upstream's names.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use rand::Rng;
@@ -267,15 +268,15 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve {
             what: Serve::Demo(args),
-        } => serve(args, tiled_demo::demo_tree(), false, true).await,
+        } => serve(args, tiled_demo::demo_tree(), None, false, true).await,
         Command::Serve {
             what: Serve::Catalog(args),
         } => {
             let root = tokio::task::spawn_blocking(move || open_catalog(&args).map(|r| (r, args)))
                 .await
                 .map_err(|e| e.to_string())??;
-            let (root, args) = root;
-            serve(args.serve, root, true, false).await
+            let ((root, writer), args) = root;
+            serve(args.serve, root, Some(writer), true, false).await
         }
         Command::Serve {
             what: Serve::Directory(args),
@@ -285,7 +286,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())??;
             let (root, args) = root;
-            serve(args.serve, root, true, false).await
+            serve(args.serve, root, None, true, false).await
         }
         Command::Register(args) => tokio::task::spawn_blocking(move || register(&args))
             .await
@@ -347,8 +348,11 @@ fn catalog_command(what: CatalogCommand) -> Result<(), String> {
 
 /// Connect to (or create) the catalog, optionally load the demo into it,
 /// and return its root node.
-fn open_catalog(args: &CatalogArgs) -> Result<tiled_adapters::Node, String> {
-    use std::sync::Arc;
+/// The catalog's root and a writer into it (the API key's holder writes
+/// metadata through it).
+type CatalogTree = (tiled_adapters::Node, Arc<dyn tiled_adapters::TreeWriter>);
+
+fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
     let mut catalog = if args.temp {
         tiled_catalog::Catalog::temporary()
     } else {
@@ -401,13 +405,18 @@ fn open_catalog(args: &CatalogArgs) -> Result<tiled_adapters::Node, String> {
             tracing::info!("loaded {n} demo nodes into the catalog");
         }
     }
-    tiled_catalog::CatalogContainer::root_node(Arc::new(catalog)).map_err(|e| e.to_string())
+    let catalog = Arc::new(catalog);
+    let root =
+        tiled_catalog::CatalogContainer::root_node(catalog.clone()).map_err(|e| e.to_string())?;
+    Ok((
+        root,
+        Arc::new(tiled_catalog::writer::CatalogWriter { catalog }),
+    ))
 }
 
 /// `tiled register URI PATH`: walk PATH into the catalog at URI (and keep
 /// watching with --watch).
 fn register(args: &RegisterArgs) -> Result<(), String> {
-    use std::sync::Arc;
     if args.uri.starts_with("http://") || args.uri.starts_with("https://") {
         return Err(format!(
             "{}: registering through a server's HTTP API is not available yet; give the catalog's \
@@ -474,7 +483,6 @@ fn register(args: &RegisterArgs) -> Result<(), String> {
 /// Open the catalog for `serve directory`, register the file openers, and
 /// start the walk on a background thread; returns the root at once.
 fn serve_directory(args: &DirectoryArgs) -> Result<tiled_adapters::Node, String> {
-    use std::sync::Arc;
     let dir = args
         .path
         .canonicalize()
@@ -544,6 +552,7 @@ fn serve_directory(args: &DirectoryArgs) -> Result<tiled_adapters::Node, String>
 async fn serve(
     args: ServeArgs,
     root: tiled_adapters::Node,
+    writer: Option<Arc<dyn tiled_adapters::TreeWriter>>,
     tree_blocks: bool,
     public_by_default: bool,
 ) -> Result<(), String> {
@@ -582,7 +591,10 @@ async fn serve(
         eprintln!("    (Public: anyone may read without the key.)");
         eprintln!();
     }
-    tiled_server::serve(listener, tiled_server::router(root, config))
-        .await
-        .map_err(|e| format!("server failed: {e}"))
+    tiled_server::serve(
+        listener,
+        tiled_server::router_with_writer(root, config, writer),
+    )
+    .await
+    .map_err(|e| format!("server failed: {e}"))
 }

@@ -7,6 +7,8 @@
 //! | `NotFound`         | 404    | no such node, or wrong family for the route      |
 //! | `MethodNotAllowed` | 405    | the route exists but not for this method         |
 //! | `NotAcceptable`    | 406    | no requested media type is supported             |
+//! | `Conflict`         | 409    | a taken key, deleting a non-empty container      |
+//! | `Forbidden`        | 403    | authenticated, but the tree is read-only         |
 //! | `Unprocessable`    | 422    | malformed slice/block/shape, validation failures |
 //! | `Internal`         | 500    | our bug or a failed backend (logged)             |
 //!
@@ -37,6 +39,10 @@ pub enum ApiError {
     #[error("{0}")]
     NotAcceptable(String),
     #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
     Internal(String),
@@ -51,6 +57,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -103,6 +111,8 @@ impl From<AdapterError> for ApiError {
     fn from(e: AdapterError) -> Self {
         match e {
             AdapterError::BadRequest(m) | AdapterError::NotSupported(m) => ApiError::BadRequest(m),
+            AdapterError::NotFound(m) => ApiError::NotFound(m),
+            AdapterError::Conflict(m) => ApiError::Conflict(m),
             AdapterError::Internal(m) => ApiError::Internal(m),
         }
     }

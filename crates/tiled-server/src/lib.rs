@@ -23,6 +23,7 @@ pub mod params;
 pub mod resource;
 pub mod respond;
 pub mod routes;
+pub mod write;
 
 use std::sync::Arc;
 
@@ -106,6 +107,8 @@ impl MemoryBudget {
 /// State shared by every request.
 pub struct App {
     pub root: Node,
+    /// Writes go here; `None` for read-only trees (writes answer 405).
+    pub writer: Option<Arc<dyn tiled_adapters::TreeWriter>>,
     pub config: ServerConfig,
     pub formats: Registry,
     pub budget: MemoryBudget,
@@ -113,8 +116,18 @@ pub struct App {
 
 /// Build the router serving `root`.
 pub fn router(root: Node, config: ServerConfig) -> Router {
+    router_with_writer(root, config, None)
+}
+
+/// Build the router serving `root`, with writes going to `writer`.
+pub fn router_with_writer(
+    root: Node,
+    config: ServerConfig,
+    writer: Option<Arc<dyn tiled_adapters::TreeWriter>>,
+) -> Router {
     let app = Arc::new(App {
         root,
+        writer,
         budget: MemoryBudget::new(config.data_memory_budget),
         config,
         formats: Registry::default(),
@@ -256,7 +269,7 @@ async fn route(
         return routes::about(&app, &req);
     };
     let (name, node_path): (String, &[String]) = match first.as_str() {
-        "metadata" | "search" | "distinct" => (first.clone(), &segments[1..]),
+        "metadata" | "search" | "distinct" | "revisions" => (first.clone(), &segments[1..]),
         "array" | "table" | "dataframe" | "container" | "node" => match segments.get(1) {
             // `dataframe` is the seed's (and old upstream's) name for tables.
             Some(sub) => (
@@ -270,7 +283,37 @@ async fn route(
         },
         _ => return Err(ApiError::NotFound("Not Found".into())),
     };
-    app.config.auth.authenticate(&req.headers, &req.params)?;
+    let access = app.config.auth.authenticate(&req.headers, &req.params)?;
+    // POST elsewhere is a read (column selection in the body).
+    let reading = matches!(req.method, Method::GET | Method::HEAD)
+        || (req.method == Method::POST && name != "metadata");
+    let writing = !reading;
+    if writing && access != auth::Access::Full {
+        return Err(ApiError::Unauthorized {
+            detail: "Not enough permissions. Requires scopes ['write:metadata']. \
+                     Request had scopes ['read:metadata', 'read:data']"
+                .into(),
+            challenge: true,
+        });
+    }
+    match (name.as_str(), &req.method) {
+        ("metadata", &Method::POST) => return write::create(&app, &req, node_path),
+        ("metadata", &Method::PATCH) => return write::update(&app, &req, node_path, false),
+        ("metadata", &Method::PUT) => return write::update(&app, &req, node_path, true),
+        ("metadata", &Method::DELETE) => return write::delete(&app, &req, node_path),
+        ("revisions", &Method::DELETE) => return write::delete_revision(&app, &req, node_path),
+        ("revisions", m) if m == Method::GET || m == Method::HEAD => {
+            resolve(&app.root, node_path)?;
+            return write::revisions(&app, &req, node_path);
+        }
+        ("revisions", _) => {
+            return Err(ApiError::MethodNotAllowed(format!(
+                "Method {} is not allowed on this route.",
+                req.method
+            )));
+        }
+        _ => {}
+    }
     let node = resolve(&app.root, node_path)?;
     let get_only = [Method::GET, Method::HEAD];
     let get_or_post = [Method::GET, Method::HEAD, Method::POST];

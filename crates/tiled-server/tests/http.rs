@@ -561,6 +561,8 @@ async fn api_key_required_when_private() {
 async fn unknown_routes_and_methods() {
     let a = app();
     assert_error(&get(&a, "/api/v1/nope/x").await, 404, "Not Found");
+    // Writes need the key's scopes first; with them, an in-memory tree is
+    // read-only.
     let del = send(
         &a,
         Request::delete("/api/v1/metadata/many")
@@ -568,7 +570,25 @@ async fn unknown_routes_and_methods() {
             .unwrap(),
     )
     .await;
-    assert_error(&del, 405, "not allowed");
+    assert_error(&del, 401, "write:metadata");
+    let del = send(
+        &a,
+        Request::delete("/api/v1/metadata/many")
+            .header("Authorization", "Apikey secret")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_error(&del, 405, "read-only");
+    let put = send(
+        &a,
+        Request::put("/api/v1/array/full/dtypes/uint8_2d")
+            .header("Authorization", "Apikey secret")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_error(&put, 405, "not allowed");
 }
 
 #[tokio::test]

@@ -1,0 +1,77 @@
+//! What a writable tree does: the metadata half of Tiled's write API
+//! (create containers, update metadata with revisions, delete), addressed
+//! by path. The SQL catalog implements it; in-memory trees do not, and the
+//! server answers their writes with 405.
+
+use serde_json::{Map, Value};
+use tiled_model::{Spec, StructureFamily};
+
+use crate::AdapterError;
+
+/// A node to create under an existing container.
+#[derive(Clone, Debug)]
+pub struct NewChild {
+    pub key: String,
+    pub structure_family: StructureFamily,
+    pub metadata: Map<String, Value>,
+    pub specs: Vec<Spec>,
+}
+
+/// An earlier state of a node's metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetadataRevision {
+    pub revision_number: i64,
+    pub metadata: Value,
+    pub specs: Value,
+    pub time_updated: String,
+}
+
+/// Writes by path (keys from the root).
+pub trait TreeWriter: Send + Sync {
+    /// Create `child` under the container at `parent`.
+    ///
+    /// # Errors
+    /// [`AdapterError::NotFound`] for a missing parent,
+    /// [`AdapterError::Conflict`] for a taken key,
+    /// [`AdapterError::BadRequest`] for a bad key or a family this tree
+    /// cannot store yet.
+    fn create(&self, parent: &[String], child: &NewChild) -> Result<(), AdapterError>;
+
+    /// Replace the metadata (and specs, when given) of the node at `path`,
+    /// keeping the old ones as a revision unless `drop_revision`.
+    ///
+    /// # Errors
+    /// [`AdapterError::NotFound`] for a missing node.
+    fn update_metadata(
+        &self,
+        path: &[String],
+        metadata: &Map<String, Value>,
+        specs: Option<&[Spec]>,
+        drop_revision: bool,
+    ) -> Result<(), AdapterError>;
+
+    /// One page of the node's revisions, oldest first, and their count.
+    ///
+    /// # Errors
+    /// [`AdapterError::NotFound`] for a missing node.
+    fn revisions(
+        &self,
+        path: &[String],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<MetadataRevision>), AdapterError>;
+
+    /// Delete revision `number` of the node at `path`.
+    ///
+    /// # Errors
+    /// [`AdapterError::NotFound`] for a missing node or revision.
+    fn delete_revision(&self, path: &[String], number: i64) -> Result<(), AdapterError>;
+
+    /// Delete the node at `path` (and, with `recursive`, all below it).
+    ///
+    /// # Errors
+    /// [`AdapterError::NotFound`] for a missing node,
+    /// [`AdapterError::Conflict`] for a non-empty container without
+    /// `recursive`, [`AdapterError::BadRequest`] for the root.
+    fn delete(&self, path: &[String], recursive: bool) -> Result<(), AdapterError>;
+}
