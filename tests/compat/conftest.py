@@ -13,7 +13,9 @@ Environment:
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -65,7 +67,10 @@ def _tree_args(extra_args) -> list[str]:
         uri = os.environ.get("TILED_TEST_POSTGRES_URI")
         if not uri:
             pytest.fail("TILED_COMPAT_TREE=postgres needs TILED_TEST_POSTGRES_URI", pytrace=False)
-        return ["catalog", uri, "--init", "--demo", *public]
+        # Arrays written through the API need somewhere to live.
+        storage = tempfile.mkdtemp(prefix="tiled-compat-storage-")
+        atexit.register(shutil.rmtree, storage, ignore_errors=True)
+        return ["catalog", uri, "--init", "--demo", "--writable-storage", storage, *public]
     pytest.fail(f"unknown TILED_COMPAT_TREE={tree!r}", pytrace=False)
 
 

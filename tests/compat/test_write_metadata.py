@@ -105,10 +105,19 @@ def test_merge_patch_and_errors_over_http(private_server):
     r = httpx.put(f"{api}/metadata/{key}", headers=h,
                   json={"metadata": None, "specs": [{"name": f"s{i}"} for i in range(21)]})
     assert r.status_code == 422, r.text
-    # Arrays need writable storage: refused clearly, nothing created.
+    # An array needs exactly one data source (with its structure): refused
+    # clearly, nothing created. (Writing arrays: test_write_arrays.py.)
     r = httpx.post(f"{api}/metadata/{key}", headers=h, json={
         "id": "arr", "structure_family": "array", "metadata": {}, "specs": [], "data_sources": []})
-    assert r.status_code == 400 and "writable storage" in r.json()["detail"], r.text
+    assert r.status_code == 422 and "data source" in r.json()["detail"], r.text
+    assert httpx.get(f"{api}/metadata/{key}/arr", headers=h).status_code == 404
+    # Families without storage yet are refused with 400.
+    r = httpx.post(f"{api}/metadata/{key}", headers=h, json={
+        "id": "tbl", "structure_family": "awkward", "metadata": {}, "specs": [],
+        "data_sources": [{"structure_family": "awkward", "structure": {"length": 1, "form": {}},
+                          "id": None, "mimetype": None, "parameters": {}, "properties": {},
+                          "assets": [], "management": "writable"}]})
+    assert r.status_code == 400 and "not supported yet" in r.json()["detail"], r.text
     # Missing parent: 404; deleting a missing node: 404; a bad revision: 404.
     r = httpx.post(f"{api}/metadata/{key}/nope", json={**body, "id": "x"}, headers=h)
     assert r.status_code == 404, r.text

@@ -15,6 +15,9 @@ pub struct NewChild {
     pub structure_family: StructureFamily,
     pub metadata: Map<String, Value>,
     pub specs: Vec<Spec>,
+    /// The structure of a node with data (`data_sources[0].structure` of
+    /// the request); `None` for containers.
+    pub structure: Option<Value>,
 }
 
 /// An earlier state of a node's metadata.
@@ -74,4 +77,18 @@ pub trait TreeWriter: Send + Sync {
     /// [`AdapterError::Conflict`] for a non-empty container without
     /// `recursive`, [`AdapterError::BadRequest`] for the root.
     fn delete(&self, path: &[String], recursive: bool) -> Result<(), AdapterError>;
+
+    /// Write C-order `bytes` into the array at `path`: the whole array
+    /// (`block` None) or one block of its chunks.
+    ///
+    /// # Errors
+    /// [`AdapterError::NotFound`] for a missing node,
+    /// [`AdapterError::BadRequest`] for a node without writable storage, a
+    /// bad block or a length that does not match.
+    fn write_array(
+        &self,
+        path: &[String],
+        block: Option<&[usize]>,
+        bytes: &[u8],
+    ) -> Result<(), AdapterError>;
 }

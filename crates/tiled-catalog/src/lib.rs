@@ -20,8 +20,10 @@ pub mod schema;
 pub mod sql;
 pub mod uri;
 pub mod writer;
+pub mod zarr_storage;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -102,6 +104,40 @@ pub struct NewNode {
     pub specs: Vec<Spec>,
     pub access_blob: Value,
     pub data_sources: Vec<NewDataSource>,
+}
+
+/// `file://localhost/abs/path` for a path (percent-encoding the few
+/// characters a URI cannot carry).
+pub fn file_uri(path: &Path) -> String {
+    let mut out = String::from("file://localhost");
+    for b in path.to_string_lossy().bytes() {
+        match b {
+            b'%' | b' ' | b'#' | b'?' => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(b as char),
+        }
+    }
+    out
+}
+
+/// The path of a `file://` URI made by [`file_uri`].
+pub fn path_of_uri(uri: &str) -> Option<PathBuf> {
+    let rest = uri
+        .strip_prefix("file://localhost")
+        .or_else(|| uri.strip_prefix("file://"))?;
+    let bytes = rest.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(PathBuf::from(String::from_utf8(out).ok()?))
 }
 
 /// A data source as stored.
@@ -293,6 +329,11 @@ impl Catalog {
         let mut c = Catalog::open(&uri, true)?;
         c._temp = Some(dir);
         Ok(c)
+    }
+
+    /// The directory of a [`Catalog::temporary`] catalog (removed with it).
+    pub fn temporary_dir(&self) -> Option<&Path> {
+        self._temp.as_ref().map(tempfile::TempDir::path)
     }
 
     /// The SQL dialect.

@@ -889,3 +889,85 @@ fn bad_keys_are_caller_errors() {
         assert!(root.search(&[], &sort, 0, 10).is_err(), "{name}");
     }
 }
+
+/// Arrays through the writer: refused without storage; with it, a Zarr
+/// store per node (writable data source), writes by whole and by block,
+/// and a duplicate key that leaves no stray store behind.
+#[test]
+fn writer_creates_and_writes_zarr_arrays() {
+    use tiled_adapters::{AdapterError, NewChild, TreeWriter};
+    use tiled_catalog::writer::CatalogWriter;
+
+    for (name, catalog) in catalogs() {
+        let catalog = Arc::new(catalog);
+        let storage = tempfile::tempdir().unwrap();
+        let key = format!("arr_{name}");
+        let child = NewChild {
+            key: key.clone(),
+            structure_family: StructureFamily::Array,
+            metadata: serde_json::Map::new(),
+            specs: Vec::new(),
+            structure: Some(json!({
+                "data_type": {"endianness": "little", "kind": "f", "itemsize": 8, "dt_units": null},
+                "chunks": [[2, 1], [3]], "shape": [3, 3], "dims": ["y", "x"], "resizable": false,
+            })),
+        };
+        let without = CatalogWriter {
+            catalog: catalog.clone(),
+            storage: None,
+        };
+        match without.create(&[], &child) {
+            Err(AdapterError::BadRequest(m)) => assert!(m.contains("--writable-storage"), "{m}"),
+            other => panic!("{name}: {other:?}"),
+        }
+        let writer = CatalogWriter {
+            catalog: catalog.clone(),
+            storage: Some(storage.path().to_path_buf()),
+        };
+        writer.create(&[], &child).unwrap();
+        let id = catalog
+            .node_id(std::slice::from_ref(&key))
+            .unwrap()
+            .unwrap();
+        let sources = catalog.data_sources(id).unwrap();
+        assert_eq!(sources.len(), 1, "{name}");
+        assert_eq!(sources[0].mimetype, "application/x-zarr");
+        assert_eq!(sources[0].management, "writable");
+        assert_eq!(sources[0].parameters, json!({"path": "/"}));
+        let dir = tiled_catalog::path_of_uri(&sources[0].assets[0].data_uri).unwrap();
+        assert!(dir.join("zarr.json").is_file(), "{name}: {}", dir.display());
+
+        let path = [key.clone()];
+        let whole: Vec<u8> = (0..9).flat_map(|v| f64::from(v).to_le_bytes()).collect();
+        writer.write_array(&path, None, &whole).unwrap();
+        writer
+            .write_array(&path, Some(&[1, 0]), &whole[..24])
+            .unwrap();
+        assert!(writer.write_array(&path, Some(&[1, 0]), &whole).is_err());
+        assert!(
+            writer
+                .write_array(&path, Some(&[2, 0]), &whole[..24])
+                .is_err()
+        );
+
+        // A taken key: refused, and no second store is left behind.
+        assert!(matches!(
+            writer.create(&[], &child),
+            Err(AdapterError::Conflict(_))
+        ));
+        assert_eq!(std::fs::read_dir(storage.path()).unwrap().count(), 1);
+        // Nodes without writable storage cannot be written.
+        let container = NewChild {
+            key: format!("c_{name}"),
+            structure_family: StructureFamily::Container,
+            metadata: serde_json::Map::new(),
+            specs: Vec::new(),
+            structure: None,
+        };
+        writer.create(&[], &container).unwrap();
+        assert!(matches!(
+            writer.write_array(std::slice::from_ref(&container.key), None, &[]),
+            Err(AdapterError::BadRequest(_))
+        ));
+    }
+}

@@ -176,6 +176,15 @@ struct CatalogArgs {
     /// refused.
     #[arg(long = "readable-storage", value_name = "DIR")]
     readable_storage: Vec<std::path::PathBuf>,
+    /// Where arrays created through the write API are stored (as Zarr);
+    /// with --temp, a `data` directory beside the temporary catalog.
+    /// Without it only containers can be created.
+    #[arg(
+        long = "writable-storage",
+        value_name = "DIR",
+        env = "TILED_WRITABLE_STORAGE"
+    )]
+    writable_storage: Option<std::path::PathBuf>,
     #[command(flatten)]
     serve: ServeArgs,
 }
@@ -369,8 +378,23 @@ fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
         }
         other => other.to_string(),
     })?;
-    if !args.readable_storage.is_empty() {
-        let roots = args
+    let writable = match (&args.writable_storage, catalog.temporary_dir()) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, Some(temp)) => Some(temp.join("data")),
+        (None, None) => None,
+    };
+    let writable = writable
+        .map(|dir| {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| dir.canonicalize())
+                .map_err(|e| format!("writable storage {}: {e}", dir.display()))
+        })
+        .transpose()?;
+    if let Some(dir) = &writable {
+        tracing::info!("writable storage: {}", dir.display());
+    }
+    if !args.readable_storage.is_empty() || writable.is_some() {
+        let mut roots = args
             .readable_storage
             .iter()
             .map(|d| {
@@ -378,6 +402,7 @@ fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
                     .map_err(|e| format!("{}: {e}", d.display()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        roots.extend(writable.iter().cloned());
         for f in tiled_files::formats() {
             catalog.register_opener(
                 f.mimetype(),
@@ -410,7 +435,10 @@ fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
         tiled_catalog::CatalogContainer::root_node(catalog.clone()).map_err(|e| e.to_string())?;
     Ok((
         root,
-        Arc::new(tiled_catalog::writer::CatalogWriter { catalog }),
+        Arc::new(tiled_catalog::writer::CatalogWriter {
+            catalog,
+            storage: writable,
+        }),
     ))
 }
 

@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 use tiled_adapters::{AdapterError, NodeData};
 use tiled_catalog::{DataSource, Opener};
+pub use tiled_catalog::{file_uri, path_of_uri};
 use tiled_model::{Spec, StructureFamily};
 
 pub mod arrays;
@@ -158,40 +159,6 @@ pub fn mimetype_for(path: &Path, overrides: &HashMap<String, String>) -> Option<
         _ => return None,
     };
     Some(m.to_string())
-}
-
-/// `file://localhost/abs/path` for a path (percent-encoding the few
-/// characters a URI cannot carry).
-pub fn file_uri(path: &Path) -> String {
-    let mut out = String::from("file://localhost");
-    for b in path.to_string_lossy().bytes() {
-        match b {
-            b'%' | b' ' | b'#' | b'?' => out.push_str(&format!("%{b:02X}")),
-            _ => out.push(b as char),
-        }
-    }
-    out
-}
-
-/// The path of a `file://` URI made by [`file_uri`].
-pub fn path_of_uri(uri: &str) -> Option<PathBuf> {
-    let rest = uri
-        .strip_prefix("file://localhost")
-        .or_else(|| uri.strip_prefix("file://"))?;
-    let bytes = rest.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Some(PathBuf::from(String::from_utf8(out).ok()?))
 }
 
 /// Opens file-backed data sources for the catalog: resolves the asset URIs,

@@ -146,6 +146,7 @@ pub fn router_with_writer(
             get(|| async { axum::Json(serde_json::json!({"status": "ready"})) }),
         )
         .fallback(dispatch)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(app)
         .layer(
             CompressionLayer::new()
@@ -157,6 +158,10 @@ pub fn router_with_writer(
                 .compress_when(predicate),
         )
 }
+
+/// Largest request body (array uploads): the client splits larger arrays
+/// into blocks of at most 100 MB.
+const MAX_REQUEST_BODY: usize = 256 << 20;
 
 /// The request as the handlers see it.
 pub struct Request {
@@ -302,6 +307,8 @@ async fn route(
         ("metadata", &Method::PUT) => return write::update(&app, &req, node_path, true),
         ("metadata", &Method::DELETE) => return write::delete(&app, &req, node_path),
         ("revisions", &Method::DELETE) => return write::delete_revision(&app, &req, node_path),
+        ("array/full", &Method::PUT) => return write::write_array(&app, &req, node_path, false),
+        ("array/block", &Method::PUT) => return write::write_array(&app, &req, node_path, true),
         ("revisions", m) if m == Method::GET || m == Method::HEAD => {
             resolve(&app.root, node_path)?;
             return write::revisions(&app, &req, node_path);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tiled_adapters::{NewChild, TreeWriter};
+use tiled_adapters::{NewChild, NodeData, TreeWriter};
 use tiled_model::{Spec, StructureFamily};
 
 use crate::error::ApiError;
@@ -97,6 +97,35 @@ pub fn create(app: &App, req: &Request, parent: &[String]) -> Result<Response, A
             "containers are created without data sources".into(),
         ));
     }
+    let structure = match family {
+        StructureFamily::Container => None,
+        _ => {
+            let [source] = b.data_sources.as_slice() else {
+                return Err(ApiError::Unprocessable(format!(
+                    "a {} node is created with exactly one data source, got {}",
+                    family.as_str(),
+                    b.data_sources.len()
+                )));
+            };
+            if source
+                .get("assets")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+            {
+                return Err(ApiError::BadRequest(
+                    "registering external assets is not supported yet".into(),
+                ));
+            }
+            match source.get("structure") {
+                Some(v) if !v.is_null() => Some(v.clone()),
+                _ => {
+                    return Err(ApiError::Unprocessable(
+                        "the data source needs a structure".into(),
+                    ));
+                }
+            }
+        }
+    };
     let key = match b.id {
         Some(k) if !k.is_empty() => k,
         _ => random_key(),
@@ -109,6 +138,7 @@ pub fn create(app: &App, req: &Request, parent: &[String]) -> Result<Response, A
             Some(v) if !v.is_null() => parse_specs(v)?,
             _ => Vec::new(),
         },
+        structure,
     };
     // A missing parent is a 404 (as the route's other methods).
     resolve(&app.root, parent)?;
@@ -226,6 +256,65 @@ pub fn update(
         &req.headers,
         &json!({"id": path.last().cloned().unwrap_or_default()}),
     )
+}
+
+/// `PUT /api/v1/array/full/{path}` and `PUT /api/v1/array/block/{path}?block=i,j`:
+/// raw C-order bytes of the node's dtype for the whole array or one block.
+///
+/// # Errors
+/// 404 missing node, 422 wrong length or missing block, 400 for a node
+/// without writable storage or a bad block.
+pub fn write_array(
+    app: &App,
+    req: &Request,
+    path: &[String],
+    by_block: bool,
+) -> Result<Response, ApiError> {
+    let w = writer(app)?;
+    let node = resolve(&app.root, path)?;
+    let NodeData::Array(adapter) = &node.data else {
+        return Err(ApiError::BadRequest("This node is not an array.".into()));
+    };
+    let st = adapter.structure();
+    let block = if by_block {
+        let text = req
+            .params
+            .get("block")
+            .ok_or_else(|| ApiError::Unprocessable("The block parameter is required.".into()))?;
+        Some(parse_block(text)?)
+    } else {
+        None
+    };
+    let shape = match &block {
+        Some(b) => st.block_extent(b)?.1,
+        None => st.shape.clone(),
+    };
+    let expected = shape
+        .iter()
+        .try_fold(st.data_type.itemsize(), |acc, &n| acc.checked_mul(n))
+        .ok_or_else(|| ApiError::Unprocessable("the array is too large".into()))?;
+    if req.body.len() != expected {
+        return Err(ApiError::Unprocessable(format!(
+            "Expected {expected} bytes (shape {shape:?} of {}-byte elements), got {}.",
+            st.data_type.itemsize(),
+            req.body.len()
+        )));
+    }
+    w.write_array(path, block.as_deref(), &req.body)?;
+    document(&req.headers, &Value::Null)
+}
+
+fn parse_block(text: &str) -> Result<Vec<usize>, ApiError> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<usize>()
+                .map_err(|_| ApiError::Unprocessable(format!("invalid block {text:?}")))
+        })
+        .collect()
 }
 
 /// `DELETE /api/v1/metadata/{path}?recursive=...`.
