@@ -180,3 +180,21 @@ def test_refusals_over_http(private_server, writer):
     writer.create_container(container)
     r = httpx.put(f"{api}/array/full/{container}", content=b"", headers=octet)
     assert 400 <= r.status_code < 500, r.text
+
+
+def test_deleting_an_array_removes_its_store(private_server, writer):
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    key = fresh_key()
+    parent = writer.create_container(key)
+    parent.write_array(np.ones((3, 3)), key="a")
+    r = httpx.get(f"{private_server.api}/metadata/{key}/a", params={"include_data_sources": "true"},
+                  headers={"Authorization": f"Apikey {API_KEY}"})
+    (source,) = r.json()["data"]["attributes"]["data_sources"]
+    assert source["management"] == "writable" and source["mimetype"] == "application/x-zarr"
+    store = Path(unquote(urlparse(source["assets"][0]["data_uri"]).path))
+    assert store.is_dir()
+    writer[key].delete(recursive=True)
+    assert key not in writer
+    assert not store.exists()

@@ -447,6 +447,31 @@ impl Catalog {
         rows.first().map(|r| r.int(0)).transpose()
     }
 
+    /// The assets of writable data sources at `path` and below it: what
+    /// the server itself wrote and must remove with the nodes.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn writable_assets_under(&self, path: &[String]) -> Result<Vec<String>, CatalogError> {
+        let mut c = self.pool.get()?;
+        let rows = c.rows(
+            &format!(
+                "SELECT a.data_uri FROM nodes n \
+                 JOIN data_sources d ON d.node_id = n.id \
+                 JOIN data_source_asset_association x ON x.data_source_id = d.id \
+                 JOIN assets a ON a.id = x.asset_id \
+                 WHERE d.management = 'writable' AND (n.path = {p} OR substr(n.path, 1, length({q})) = {q})",
+                p = self.p(1, ""),
+                q = self.p(2, ""),
+            ),
+            &[
+                Param::Text(path.join("/")),
+                Param::Text(format!("{}/", path.join("/"))),
+            ],
+        )?;
+        rows.iter().map(|r| Ok(r.text(0)?.to_string())).collect()
+    }
+
     /// Whether a node with this id exists.
     ///
     /// # Errors

@@ -143,7 +143,19 @@ impl TreeWriter for CatalogWriter {
     }
 
     fn delete(&self, path: &[String], recursive: bool) -> Result<(), AdapterError> {
-        Ok(self.catalog.delete_node_checked(path, recursive)?)
+        // The stores this server wrote go with their nodes, after the
+        // nodes are gone (a failed delete leaves both in place).
+        let stores = self.catalog.writable_assets_under(path)?;
+        self.catalog.delete_node_checked(path, recursive)?;
+        if let Some(storage) = &self.storage {
+            for uri in stores {
+                match path_of_uri(&uri) {
+                    Some(dir) if dir.starts_with(storage) => zarr_storage::remove_array(&dir),
+                    _ => tracing::warn!("not removing {uri}: outside the writable storage"),
+                }
+            }
+        }
+        Ok(())
     }
 
     fn write_array(

@@ -8,6 +8,7 @@
 //! | `MethodNotAllowed` | 405    | the route exists but not for this method         |
 //! | `NotAcceptable`    | 406    | no requested media type is supported             |
 //! | `Conflict`         | 409    | a taken key, deleting a non-empty container      |
+//! | `TooLarge`         | 413    | a request body over the upload limit             |
 //! | `Forbidden`        | 403    | authenticated, but the tree is read-only         |
 //! | `Unprocessable`    | 422    | malformed slice/block/shape, validation failures |
 //! | `Internal`         | 500    | our bug or a failed backend (logged)             |
@@ -43,6 +44,8 @@ pub enum ApiError {
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
     Internal(String),
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

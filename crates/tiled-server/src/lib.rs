@@ -195,8 +195,28 @@ async fn dispatch(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    // A body over the limit (or one that fails to arrive) is the caller's
+    // problem: answer in the API's JSON error shape, not axum's text.
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let status = e.status();
+            let err = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(format!(
+                    "The request body is larger than {MAX_REQUEST_BODY} bytes; upload arrays \
+                     block by block."
+                ))
+            } else {
+                ApiError::BadRequest(format!(
+                    "Could not read the request body: {}",
+                    e.body_text()
+                ))
+            };
+            return err.into_response();
+        }
+    };
     let result = if app.config.tree_blocks {
         // The tree's calls wait on a database: give this worker thread up
         // to the blocking pool for the request's synchronous parts, so

@@ -858,3 +858,18 @@ async fn export_formats_answer_with_their_media_types() {
     assert_eq!(records.len(), 10);
     assert_eq!(records[3], serde_json::json!({"i": 3}));
 }
+
+#[tokio::test]
+async fn an_oversized_body_is_a_json_413() {
+    let a = app();
+    let body = vec![0u8; (256 << 20) + 1];
+    let put = send(
+        &a,
+        Request::put("/api/v1/array/full/dtypes/uint8_2d")
+            .header("Authorization", "Apikey secret")
+            .body(Body::from(body))
+            .unwrap(),
+    )
+    .await;
+    assert_error(&put, 413, "larger than");
+}
