@@ -18,15 +18,11 @@ use tiled_model::dtype::DataType;
 use tiled_model::slice::ResolvedSlice;
 use tiled_model::structure::ArrayStructure;
 
-use crate::{Described, FileError, FileFormat};
+use crate::{Described, FileError, FileFormat, internal};
 
 fn dtype(s: &str) -> DataType {
     // Only called with literals this module knows are valid.
     DataType::from_numpy_str(s).unwrap_or_else(|_| unreachable!("valid dtype {s}"))
-}
-
-fn internal(path: &Path, e: impl std::fmt::Display) -> AdapterError {
-    AdapterError::Internal(format!("{}: {e}", path.display()))
 }
 
 fn described_array(structure: &ArrayStructure, parameters: Value) -> Result<Described, String> {
@@ -46,22 +42,6 @@ fn structure_of(described: &Described) -> Result<ArrayStructure, AdapterError> {
         .clone()
         .ok_or_else(|| AdapterError::Internal("no structure".into()))?;
     serde_json::from_value(v).map_err(|e| AdapterError::Internal(e.to_string()))
-}
-
-fn check_block(structure: &ArrayStructure, block: &[usize]) -> Result<(), AdapterError> {
-    let ok = block.len() == structure.chunks.len()
-        && block
-            .iter()
-            .zip(&structure.chunks)
-            .all(|(b, c)| *b < c.len());
-    if ok {
-        Ok(())
-    } else {
-        Err(AdapterError::BadRequest(format!(
-            "block {block:?} is outside the chunk grid {:?}",
-            structure.chunks.iter().map(Vec::len).collect::<Vec<_>>()
-        )))
-    }
 }
 
 // ---------------------------------------------------------------- frames
@@ -343,15 +323,11 @@ impl ArrayAdapter for NpyArray {
     }
 
     fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
-        check_block(&self.structure, block)?;
         let s = &self.structure;
+        // Blocks are runs of whole rows: only the first axis has an offset.
+        let (offset, shape) = s.block_extent(block)?;
+        let start_row = offset.first().copied().unwrap_or(0);
         let itemsize = s.data_type.itemsize();
-        let mut shape = s.shape.clone();
-        let mut start_row = 0;
-        if !shape.is_empty() {
-            start_row = s.chunks[0][..block[0]].iter().sum::<usize>();
-            shape[0] = s.chunks[0][block[0]];
-        }
         let row_bytes = s.shape.iter().skip(1).product::<usize>() * itemsize;
         let n = shape.iter().product::<usize>() * itemsize;
         let mut bytes = vec![0u8; n];
@@ -449,7 +425,7 @@ impl ArrayAdapter for PagedArray {
     }
 
     fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
-        check_block(&self.structure, block)?;
+        self.structure.block_extent(block)?;
         let i = if self.stacked { block[0] } else { 0 };
         Ok((*self.page(i)?).clone())
     }

@@ -51,6 +51,23 @@ impl FileError {
     }
 }
 
+/// A backend failure about the file at `path`.
+pub(crate) fn internal(path: &Path, e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::Internal(format!("{}: {e}", path.display()))
+}
+
+/// Run `f`, turning a panic inside a format library (young crates, damaged
+/// files) into an error message instead of a crashed request.
+pub(crate) fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_string())
+    })
+}
+
 impl From<FileError> for AdapterError {
     fn from(e: FileError) -> Self {
         AdapterError::Internal(e.to_string())

@@ -22,7 +22,6 @@
 //! one (strided) hyperslab read.
 
 use std::collections::HashSet;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,7 +33,7 @@ use serde_json::{Map, Value, json};
 use tiled_adapters::{AdapterError, ArrayAdapter, ArrayData, NodeData};
 use tiled_model::{ArrayStructure, DataType, DimSelection, ResolvedSlice, Spec, StructureFamily};
 
-use crate::{Described, FileError, FileFormat};
+use crate::{Described, FileError, FileFormat, internal};
 
 /// Largest block the contiguous split aims for.
 const TARGET_BLOCK_BYTES: usize = 16 << 20;
@@ -114,18 +113,7 @@ impl Kind {
 
 /// Run `f`, turning a panic inside the NetCDF reader into an error message.
 fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "panic".to_string());
-        Err(format!("NetCDF reader failed: {message}"))
-    })
-}
-
-fn internal(path: &Path, e: impl std::fmt::Display) -> AdapterError {
-    AdapterError::Internal(format!("{}: {e}", path.display()))
+    crate::catch_panic(f).unwrap_or_else(|message| Err(format!("NetCDF reader failed: {message}")))
 }
 
 /// An opened file: the NetCDF view and, for NETCDF4, the HDF5 view of the

@@ -14,11 +14,7 @@ use tiled_adapters::{AdapterError, ArrayAdapter, MemoryTable, NodeData, TableAda
 use tiled_model::StructureFamily;
 use tiled_model::structure::TableStructure;
 
-use crate::{Described, FileError, FileFormat};
-
-fn internal(path: &Path, e: impl std::fmt::Display) -> AdapterError {
-    AdapterError::Internal(format!("{}: {e}", path.display()))
-}
+use crate::{Described, FileError, FileFormat, internal};
 
 fn described_table(
     path: &Path,

@@ -26,16 +26,12 @@ use zarrs::filesystem::FilesystemStore;
 use zarrs::metadata::GroupMetadata;
 use zarrs::node::{Node, NodeMetadata};
 
-use crate::{Described, FileError, FileFormat};
+use crate::{Described, FileError, FileFormat, internal};
 
 /// Zarr v2 and v3 stores (directories).
 pub struct ZarrFormat;
 
 type Store = FilesystemStore;
-
-fn internal(path: &Path, e: impl std::fmt::Display) -> AdapterError {
-    AdapterError::Internal(format!("{}: {e}", path.display()))
-}
 
 fn open_store(path: &Path) -> Result<Arc<Store>, String> {
     if !path.is_dir() {

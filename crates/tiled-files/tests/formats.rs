@@ -427,3 +427,33 @@ fn sync_picks_up_new_changed_and_removed_files() {
     assert_eq!(walker.sync(&[]).unwrap().removed, 1);
     assert!(top.get("d").unwrap().is_none());
 }
+
+#[test]
+fn keep_ext_and_extension_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_npy(&root.join("a.npy"), "|u1", &[1], &[5]);
+    std::fs::write(root.join("table.dat"), "a,b\n1,2\n").unwrap();
+    let formats = tiled_files::formats();
+    let keys = |options: walk::WalkOptions| -> Vec<String> {
+        let catalog = Arc::new(Catalog::temporary().unwrap());
+        let walker = walk::Walker::new(catalog.clone(), &formats, root, options).unwrap();
+        walker.register(&[]).unwrap();
+        let root_node = CatalogContainer::root_node(catalog).unwrap();
+        let NodeData::Container(top) = &root_node.data else {
+            panic!()
+        };
+        let page = top.search(&[], &[], 0, 100).unwrap();
+        page.entries.into_iter().map(|(k, _)| k).collect()
+    };
+    // By default `.dat` has no reader and extensions are stripped.
+    assert_eq!(keys(walk::WalkOptions::default()), ["a"]);
+    let mut options = walk::WalkOptions {
+        keep_ext: true,
+        ..Default::default()
+    };
+    options
+        .mimetypes_by_ext
+        .insert(".dat".into(), "text/csv".into());
+    assert_eq!(keys(options), ["a.npy", "table.dat"]);
+}
