@@ -90,11 +90,16 @@ pub struct Walker {
     formats: HashMap<String, Arc<dyn FileFormat>>,
     root: PathBuf,
     options: WalkOptions,
-    /// What is registered, by node path: the fingerprint of the files
-    /// behind a file node, `None` for a directory's container. A later
-    /// pass (`--watch`) compares against it.
-    known: std::sync::Mutex<HashMap<Vec<String>, Option<Fingerprint>>>,
+    /// What is registered, by parent container then key: the fingerprint
+    /// of the files behind a file node, `None` for a directory's container.
+    /// A later pass (`--watch`) compares against it, one directory at a
+    /// time, so a pass costs a lookup per directory, not a scan of all.
+    known: std::sync::Mutex<HashMap<Vec<String>, Children>>,
 }
+
+/// A directory's registered children: key → fingerprint (`None` for a
+/// subdirectory).
+type Children = HashMap<String, Option<Fingerprint>>;
 
 /// Enough to notice that files changed: count, total size, newest mtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,33 +199,46 @@ impl Walker {
         self.register(parent)
     }
 
-    fn known_children(&self, parent: &[String]) -> HashMap<String, Option<Fingerprint>> {
-        let Ok(known) = self.known.lock() else {
-            return HashMap::new();
-        };
-        known
-            .iter()
-            .filter(|(path, _)| path.len() == parent.len() + 1 && path.starts_with(parent))
-            .map(|(path, f)| (path[parent.len()].clone(), *f))
-            .collect()
+    fn known_children(&self, parent: &[String]) -> Children {
+        self.known
+            .lock()
+            .ok()
+            .and_then(|k| k.get(parent).cloned())
+            .unwrap_or_default()
     }
 
+    /// Forget the node at `path` and every directory below it.
     fn forget(&self, path: &[String]) {
+        let Some((key, parent)) = path.split_last() else {
+            return;
+        };
         if let Ok(mut known) = self.known.lock() {
-            known.retain(|p, _| !p.starts_with(path));
+            if let Some(children) = known.get_mut(parent) {
+                children.remove(key);
+            }
+            known.retain(|dir, _| !dir.starts_with(path));
         }
     }
 
-    fn remember(&self, path: Vec<String>, f: Option<Fingerprint>) {
+    fn remember(&self, path: &[String], f: Option<Fingerprint>) {
+        let Some((key, parent)) = path.split_last() else {
+            return;
+        };
         if let Ok(mut known) = self.known.lock() {
-            known.insert(path, f);
+            known
+                .entry(parent.to_vec())
+                .or_default()
+                .insert(key.clone(), f);
         }
     }
 
     fn known_is_dir(&self, path: &[String]) -> bool {
+        let Some((key, parent)) = path.split_last() else {
+            return false;
+        };
         self.known
             .lock()
-            .map(|k| matches!(k.get(path), Some(None)))
+            .map(|k| matches!(k.get(parent).and_then(|c| c.get(key)), Some(None)))
             .unwrap_or(false)
     }
 
@@ -405,7 +423,7 @@ impl Walker {
                 } => self.register_described(parent, key, described, mimetype, paths, report)?,
             };
             if created {
-                self.remember(path, item.fingerprint());
+                self.remember(&path, item.fingerprint());
             }
         }
         for item in &items {
