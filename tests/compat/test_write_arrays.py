@@ -198,3 +198,118 @@ def test_deleting_an_array_removes_its_store(private_server, writer):
     writer[key].delete(recursive=True)
     assert key not in writer
     assert not store.exists()
+
+
+def test_patch_extends_and_409_without_extend(private_server, writer):
+    key = fresh_key()
+    arr = np.ones((3, 2, 2))
+    x = writer.write_array(arr, key=key)
+    # Inside the shape: no extend needed.
+    x.patch(np.full((1, 2, 2), 5.0), offset=(1,))
+    expected = arr.copy()
+    expected[1] = 5
+    np.testing.assert_array_equal(writer[key].read(), expected)
+    # Past the end without extend: the client's ValueError (server 409).
+    with pytest.raises(ValueError, match="extend=true"):
+        x.patch(np.zeros((1, 2, 2)), offset=(3,))
+    assert writer[key].shape == (3, 2, 2)
+    # With extend the array grows, keeps its data and reads the new rows.
+    x.patch(np.full((2, 2, 2), 7.0), offset=(3,), extend=True)
+    node = writer[key]
+    assert node.shape == (5, 2, 2)
+    assert node.chunks == ((3, 2), (2,), (2,))
+    np.testing.assert_array_equal(
+        node.read(), np.concatenate([expected, np.full((2, 2, 2), 7.0)])
+    )
+    # The raw response is the new structure; short offsets pad with zeros.
+    h = {"Authorization": f"Apikey {API_KEY}", "Content-Type": "application/octet-stream"}
+    r = httpx.patch(
+        f"{private_server.api}/array/full/{key}",
+        params={"offset": "6", "shape": "1,2,2", "extend": "true"},
+        content=np.full((1, 2, 2), 9.0).tobytes(),
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["shape"] == [7, 2, 2]
+    assert r.json()["chunks"] == [[3, 3, 1], [2], [2]]
+    got = writer[key].read()
+    np.testing.assert_array_equal(got[5], np.zeros((2, 2)))
+    np.testing.assert_array_equal(got[6], np.full((2, 2), 9.0))
+    r = httpx.patch(
+        f"{private_server.api}/array/full/{key}",
+        params={"offset": "8", "shape": "1,2,2"},
+        content=np.zeros((1, 2, 2)).tobytes(),
+        headers=h,
+    )
+    assert r.status_code == 409 and "Use ?extend=true" in r.json()["detail"], r.text
+    r = httpx.patch(
+        f"{private_server.api}/array/full/{key}",
+        params={"offset": "8", "shape": "1,2,2", "extend": "true", "persist": "false"},
+        content=np.zeros((1, 2, 2)).tobytes(),
+        headers=h,
+    )
+    assert r.status_code == 400, r.text
+    assert writer[key].shape == (7, 2, 2)
+
+
+def test_append_frames_along_the_first_axis(writer):
+    """Detector-style streaming: an array that starts with one frame and
+    grows frame by frame."""
+    key = fresh_key()
+    frames = np.arange(5 * 4 * 3, dtype="uint16").reshape(5, 4, 3)
+    x = writer.write_array(frames[:1], key=key)
+    for i in range(1, 5):
+        x.patch(frames[i : i + 1], offset=(i,), extend=True)
+    np.testing.assert_array_equal(writer[key].read(), frames)
+
+
+ALL_DTYPES = [
+    np.arange(12, dtype="int8"),
+    np.arange(12, dtype="int16") - 6,
+    np.arange(12, dtype="uint32") * 1000,
+    np.arange(12, dtype="int64") - 2**40,
+    np.arange(12, dtype="uint64") + 2**63,
+    np.linspace(-1, 1, 12).astype("float16"),
+    np.linspace(-1, 1, 12).astype("float32"),
+    np.linspace(-1, 1, 12),
+    (np.arange(12) + 1j * np.arange(12)).astype("complex64"),
+    np.arange(12) - 0.5j * np.arange(12),
+    np.arange(12) % 3 == 0,
+    np.arange(12, dtype=">i4"),
+    np.linspace(0, 1, 12).astype(">f8"),
+    np.datetime64("2024-01-02T03:04:05", "ns") + np.arange(12).astype("timedelta64[s]"),
+    np.arange(12).astype("timedelta64[ms]") * 7,
+    np.array([f"s{i}" for i in range(12)], dtype="S4"),
+    np.array([f"ü{i}" for i in range(12)], dtype="<U3"),
+    np.array([(i, i / 2) for i in range(12)], dtype=[("a", "<i4"), ("b", "<f8")]),
+]
+
+
+@pytest.mark.parametrize("arr", ALL_DTYPES, ids=lambda a: str(a.dtype))
+def test_every_dtype_round_trips(writer, arr):
+    from tiled.structures.array import ArrayStructure
+    from tiled.structures.core import StructureFamily
+    from tiled.structures.data_source import DataSource
+
+    key = fresh_key()
+    if arr.dtype.fields:
+        # The client's write_array describes records as opaque bytes
+        # (BuiltinDtype); new() with ArrayStructure.from_array keeps fields.
+        x = writer.new(
+            StructureFamily.array,
+            [
+                DataSource(
+                    structure=ArrayStructure.from_array(arr.reshape(3, 4)),
+                    structure_family=StructureFamily.array,
+                )
+            ],
+            key=key,
+        )
+        x.write(arr.reshape(3, 4))
+    else:
+        writer.write_array(arr.reshape(3, 4), key=key)
+    node = writer[key]
+    got = node.read()
+    assert got.dtype == arr.dtype
+    np.testing.assert_array_equal(got, arr.reshape(3, 4))
+    np.testing.assert_array_equal(node[1:, ::2], arr.reshape(3, 4)[1:, ::2])

@@ -18,6 +18,9 @@ pub struct NewChild {
     /// The structure of a node with data (`data_sources[0].structure` of
     /// the request); `None` for containers.
     pub structure: Option<Value>,
+    /// The storage the client asked for (`data_sources[0].mimetype`), if
+    /// any.
+    pub mimetype: Option<String>,
 }
 
 /// An earlier state of a node's metadata.
@@ -38,7 +41,9 @@ pub trait TreeWriter: Send + Sync {
     /// [`AdapterError::Conflict`] for a taken key,
     /// [`AdapterError::BadRequest`] for a bad key or a family this tree
     /// cannot store yet.
-    fn create(&self, parent: &[String], child: &NewChild) -> Result<(), AdapterError>;
+    ///
+    /// Returns the new node's data sources in wire form.
+    fn create(&self, parent: &[String], child: &NewChild) -> Result<Value, AdapterError>;
 
     /// Replace the metadata (and specs, when given) of the node at `path`,
     /// keeping the old ones as a revision unless `drop_revision`.
@@ -90,5 +95,38 @@ pub trait TreeWriter: Send + Sync {
         path: &[String],
         block: Option<&[usize]>,
         bytes: &[u8],
+    ) -> Result<(), AdapterError>;
+
+    /// Write C-order `bytes` of `shape` at `offset` (padded with zeros)
+    /// into the array at `path`, growing it when the region passes its
+    /// end and `extend` is set. Returns the array's new structure.
+    ///
+    /// # Errors
+    /// [`AdapterError::Conflict`] when the region does not fit and
+    /// `extend` is not set; [`AdapterError::BadRequest`] as
+    /// [`TreeWriter::write_array`].
+    fn patch_array(
+        &self,
+        path: &[String],
+        offset: &[usize],
+        shape: &[usize],
+        extend: bool,
+        bytes: &[u8],
+    ) -> Result<Value, AdapterError>;
+
+    /// Write the rows of an Arrow IPC `body` into the table at `path`:
+    /// replacing the whole table (`partition` None, one-partition tables
+    /// only) or one partition, or appending to a partition (`append`).
+    ///
+    /// # Errors
+    /// [`AdapterError::NotFound`] for a missing node,
+    /// [`AdapterError::BadRequest`] for a node without writable storage, a
+    /// bad partition or a body whose columns differ from the table's.
+    fn write_table(
+        &self,
+        path: &[String],
+        partition: Option<usize>,
+        append: bool,
+        body: &[u8],
     ) -> Result<(), AdapterError>;
 }

@@ -18,6 +18,7 @@ pub mod db;
 pub mod load;
 pub mod schema;
 pub mod sql;
+pub mod table_storage;
 pub mod uri;
 pub mod writer;
 pub mod zarr_storage;
@@ -678,42 +679,137 @@ impl Catalog {
             .ok_or_else(|| CatalogError::Internal("INSERT returned no id".into()))?
             .int(0)?;
         for a in &ds.assets {
-            let is_dir = match self.dialect() {
-                Dialect::Sqlite => Param::Int(i64::from(a.is_directory)),
-                Dialect::Postgres => Param::Text(a.is_directory.to_string()),
-            };
-            c.execute(
+            self.insert_asset(c, ds_id, a, ts)?;
+        }
+        Ok(())
+    }
+
+    fn insert_asset(
+        &self,
+        c: &mut dyn Connection,
+        ds_id: i64,
+        a: &NewAsset,
+        ts: &str,
+    ) -> Result<(), CatalogError> {
+        let is_dir = match self.dialect() {
+            Dialect::Sqlite => Param::Int(i64::from(a.is_directory)),
+            Dialect::Postgres => Param::Text(a.is_directory.to_string()),
+        };
+        c.execute(
+            &format!(
+                "INSERT INTO assets (data_uri, is_directory, time_created) VALUES ({}, {}, {}) \
+                 ON CONFLICT (data_uri) DO NOTHING",
+                self.p(1, ""),
+                self.p(2, "::boolean"),
+                self.p(3, "::timestamptz")
+            ),
+            &[
+                Param::Text(a.data_uri.clone()),
+                is_dir,
+                Param::Text(ts.to_string()),
+            ],
+        )?;
+        c.execute(
+            &format!(
+                "INSERT INTO data_source_asset_association (data_source_id, asset_id, parameter, num) \
+                 SELECT {}, id, {}, {} FROM assets WHERE data_uri = {}",
+                self.p(1, "::bigint"),
+                self.p(2, ""),
+                self.p(3, "::integer"),
+                self.p(4, "")
+            ),
+            &[
+                Param::Int(ds_id),
+                a.parameter.clone().map_or(Param::Null, Param::Text),
+                a.num.map_or(Param::Null, Param::Int),
+                Param::Text(a.data_uri.clone()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Add `asset` to data source `ds_id` (an appended table segment), in
+    /// one transaction: once this returns, readers see it.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn add_asset(&self, ds_id: i64, asset: &NewAsset) -> Result<(), CatalogError> {
+        let ts = now();
+        self.pool
+            .transaction(|c| self.insert_asset(c, ds_id, asset, &ts))
+    }
+
+    /// Replace the assets of data source `ds_id` bound to (`parameter`,
+    /// `num`) by `asset`, in one transaction, and return the URIs of the
+    /// assets it replaced (for the caller to remove).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn replace_assets(
+        &self,
+        ds_id: i64,
+        parameter: &str,
+        num: i64,
+        asset: &NewAsset,
+    ) -> Result<Vec<String>, CatalogError> {
+        let ts = now();
+        self.pool.transaction(|c| {
+            let old = c.query(
                 &format!(
-                    "INSERT INTO assets (data_uri, is_directory, time_created) VALUES ({}, {}, {}) \
-                     ON CONFLICT (data_uri) DO NOTHING",
-                    self.p(1, ""),
-                    self.p(2, "::boolean"),
-                    self.p(3, "::timestamptz")
-                ),
-                &[
-                    Param::Text(a.data_uri.clone()),
-                    is_dir,
-                    Param::Text(ts.to_string()),
-                ],
-            )?;
-            c.execute(
-                &format!(
-                    "INSERT INTO data_source_asset_association (data_source_id, asset_id, parameter, num) \
-                     SELECT {}, id, {}, {} FROM assets WHERE data_uri = {}",
+                    "DELETE FROM data_source_asset_association WHERE data_source_id = {} \
+                     AND parameter = {} AND num = {} RETURNING asset_id",
                     self.p(1, "::bigint"),
                     self.p(2, ""),
                     self.p(3, "::integer"),
-                    self.p(4, "")
                 ),
                 &[
                     Param::Int(ds_id),
-                    a.parameter.clone().map_or(Param::Null, Param::Text),
-                    a.num.map_or(Param::Null, Param::Int),
-                    Param::Text(a.data_uri.clone()),
+                    Param::Text(parameter.to_string()),
+                    Param::Int(num),
                 ],
             )?;
-        }
-        Ok(())
+            let mut uris = Vec::with_capacity(old.len());
+            for row in &old {
+                let removed = c.query(
+                    &format!(
+                        "DELETE FROM assets WHERE id = {} AND NOT EXISTS \
+                         (SELECT 1 FROM data_source_asset_association WHERE asset_id = {}) \
+                         RETURNING data_uri",
+                        self.p(1, "::bigint"),
+                        self.p(1, "::bigint"),
+                    ),
+                    &[Param::Int(row.int(0)?)],
+                )?;
+                for r in &removed {
+                    uris.push(r.text(0)?.to_string());
+                }
+            }
+            self.insert_asset(c, ds_id, asset, &ts)?;
+            Ok(uris)
+        })
+    }
+
+    /// Set the structure of node `node_id` and of its data sources (an
+    /// array grown by `PATCH ...?extend=true`), in one transaction.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn set_structure(&self, node_id: i64, structure: &Value) -> Result<(), CatalogError> {
+        self.pool.transaction(|c| {
+            let sid = self.put_structure(c, structure)?;
+            for table in ["nodes", "data_sources"] {
+                let column = if table == "nodes" { "id" } else { "node_id" };
+                c.execute(
+                    &format!(
+                        "UPDATE {table} SET structure_id = {} WHERE {column} = {}",
+                        self.p(1, ""),
+                        self.p(2, "::bigint")
+                    ),
+                    &[Param::Text(sid.clone()), Param::Int(node_id)],
+                )?;
+            }
+            Ok(())
+        })
     }
 
     /// The data sources of a node, with their assets.
@@ -741,7 +837,7 @@ impl Catalog {
                     &format!(
                         "SELECT a.data_uri, x.parameter, x.num, a.id, {}, a.size FROM data_source_asset_association x \
                          JOIN assets a ON a.id = x.asset_id WHERE x.data_source_id = {} \
-                         ORDER BY x.parameter, x.num",
+                         ORDER BY x.parameter, x.num, a.id",
                         match self.dialect() {
                             Dialect::Sqlite => "a.is_directory",
                             Dialect::Postgres => "a.is_directory::int",
@@ -1173,6 +1269,9 @@ impl Catalog {
         let ds = sources
             .first()
             .ok_or_else(|| AdapterError::Internal(format!("node {node_id} has no data source")))?;
+        if ds.management == zarr_storage::WRITABLE {
+            return open_writable(ds, family);
+        }
         let opener = self.openers.get(&ds.mimetype).ok_or_else(|| {
             AdapterError::NotSupported(format!(
                 "no reader for data sources of type {:?}",
@@ -1181,6 +1280,54 @@ impl Catalog {
         })?;
         let data = opener.open(ds, family)?;
         Ok(data)
+    }
+}
+
+/// Open a data source this server wrote (arrays as Zarr, tables as
+/// Parquet segments), with the catalog's structure as the truth.
+fn open_writable(ds: &DataSource, family: StructureFamily) -> Result<NodeData, AdapterError> {
+    let structure = ds
+        .structure
+        .clone()
+        .ok_or_else(|| AdapterError::Internal(format!("data source {} has no structure", ds.id)))?;
+    let bad_uri = |uri: &str| AdapterError::Internal(format!("not a local asset: {uri}"));
+    match (ds.mimetype.as_str(), family) {
+        (zarr_storage::ZARR_MIMETYPE, StructureFamily::Array) => {
+            let st = serde_json::from_value(structure)
+                .map_err(|e| AdapterError::Internal(format!("stored structure: {e}")))?;
+            let asset = ds.assets.first().ok_or_else(|| {
+                AdapterError::Internal(format!("data source {} has no asset", ds.id))
+            })?;
+            let dir = path_of_uri(&asset.data_uri).ok_or_else(|| bad_uri(&asset.data_uri))?;
+            Ok(NodeData::Array(Arc::new(
+                zarr_storage::WritableArray::open(&dir, st)?,
+            )))
+        }
+        (table_storage::PARQUET_MIMETYPE, StructureFamily::Table) => {
+            let st: tiled_model::structure::TableStructure = serde_json::from_value(structure)
+                .map_err(|e| AdapterError::Internal(format!("stored structure: {e}")))?;
+            let mut segments = vec![Vec::new(); st.npartitions];
+            for a in &ds.assets {
+                if a.parameter.as_deref() != Some(table_storage::SEGMENT_PARAMETER) {
+                    continue;
+                }
+                let part = a
+                    .num
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|&n| n < st.npartitions)
+                    .ok_or_else(|| {
+                        AdapterError::Internal(format!("segment {} has no partition", a.data_uri))
+                    })?;
+                segments[part].push(path_of_uri(&a.data_uri).ok_or_else(|| bad_uri(&a.data_uri))?);
+            }
+            Ok(NodeData::Table(Arc::new(
+                table_storage::SegmentTable::open(st, segments)?,
+            )))
+        }
+        (mimetype, family) => Err(AdapterError::Internal(format!(
+            "no reader for writable {} data of type {mimetype:?}",
+            family.as_str()
+        ))),
     }
 }
 

@@ -1,106 +1,282 @@
 //! The catalog as a [`TreeWriter`]: the metadata half of the write API,
-//! and arrays stored as Zarr in the writable storage directory.
+//! arrays stored as Zarr and tables as Parquet segments in the writable
+//! storage directory.
+//!
+//! Every write puts its bytes in place first and commits the catalog rows
+//! that make them visible last, in one transaction; a failure (or a
+//! crash) in between leaves an unreferenced file, never a node that
+//! points at missing or partial data. Writes that modify stored bytes in
+//! place (array blocks, extends, partition replacements) are serialised
+//! per node; appends to tables need no lock (each is its own file).
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
 use tiled_adapters::{AdapterError, MetadataRevision, NewChild, TreeWriter};
 use tiled_model::{Spec, StructureFamily};
 
+use crate::table_storage::{
+    self, DIRECTORY_PARAMETER, PARQUET_MIMETYPE, SEGMENT_PARAMETER, SQL_TABLE_MIMETYPE,
+};
 use crate::zarr_storage::{self, WRITABLE, ZARR_MIMETYPE};
-use crate::{Catalog, NewAsset, NewDataSource, NewNode, file_uri, path_of_uri};
+use crate::{Catalog, DataSource, NewAsset, NewDataSource, NewNode, file_uri, path_of_uri};
+
+/// Locks that serialise in-place writes to one node (by id, striped).
+const LOCK_STRIPES: usize = 64;
 
 /// Writes into a catalog.
 pub struct CatalogWriter {
     pub catalog: Arc<Catalog>,
-    /// Where new arrays are stored (`--writable-storage`); without it only
-    /// containers can be created.
+    /// Where new arrays and tables are stored (`--writable-storage`);
+    /// without it only containers can be created.
     pub storage: Option<PathBuf>,
+    locks: Vec<Mutex<()>>,
 }
 
 impl CatalogWriter {
+    /// A writer into `catalog`, storing new data under `storage`.
+    pub fn new(catalog: Arc<Catalog>, storage: Option<PathBuf>) -> Self {
+        CatalogWriter {
+            catalog,
+            storage,
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    fn lock(&self, node_id: i64) -> MutexGuard<'_, ()> {
+        let i = usize::try_from(node_id.rem_euclid(LOCK_STRIPES as i64)).unwrap_or(0);
+        // A panic while holding the lock leaves nothing half-done in
+        // memory (the state is on disk), so a poisoned lock is still good.
+        match self.locks[i].lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn storage(&self, what: &str) -> Result<&PathBuf, AdapterError> {
+        self.storage.as_ref().ok_or_else(|| {
+            AdapterError::BadRequest(format!(
+                "creating {what} nodes needs writable storage: start the server with \
+                 --writable-storage DIR (or --temp)"
+            ))
+        })
+    }
+
+    /// Refuse a taken key before any storage is made.
+    fn check_free(&self, parent: &[String], key: &str) -> Result<(), AdapterError> {
+        let mut path = parent.to_vec();
+        path.push(key.to_string());
+        if self.catalog.node_id(&path)?.is_some() {
+            return Err(AdapterError::Conflict(format!(
+                "A node with the key {key:?} already exists."
+            )));
+        }
+        Ok(())
+    }
+
+    /// Commit `node`; on failure remove the storage made for it.
+    fn commit_new(
+        &self,
+        parent: &[String],
+        node: &NewNode,
+        made: &std::path::Path,
+    ) -> Result<(), AdapterError> {
+        if let Err(e) = self.catalog.create_node(parent, node) {
+            zarr_storage::remove_array(made);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
     /// Create an array node backed by a new Zarr store.
     fn create_array(&self, parent: &[String], child: &NewChild) -> Result<(), AdapterError> {
-        let storage = self.storage.as_ref().ok_or_else(|| {
-            AdapterError::BadRequest(
-                "creating array nodes needs writable storage: start the server with \
-                 --writable-storage DIR (or --temp)"
-                    .into(),
-            )
-        })?;
+        let storage = self.storage("array")?;
+        if let Some(m) = child.mimetype.as_deref()
+            && m != ZARR_MIMETYPE
+        {
+            return Err(AdapterError::BadRequest(format!(
+                "arrays are stored as {ZARR_MIMETYPE}, not {m:?}"
+            )));
+        }
         let structure = child.structure.as_ref().ok_or_else(|| {
             AdapterError::BadRequest("an array needs a structure in its data source".into())
         })?;
         let st = zarr_storage::validate_structure(structure)?;
         let structure =
             serde_json::to_value(&st).map_err(|e| AdapterError::Internal(e.to_string()))?;
-        // A taken key or a missing parent is refused before any store is made.
-        let mut path = parent.to_vec();
-        path.push(child.key.clone());
-        if self.catalog.node_id(&path)?.is_some() {
-            return Err(AdapterError::Conflict(format!(
-                "A node with the key {:?} already exists.",
-                child.key
-            )));
-        }
+        self.check_free(parent, &child.key)?;
         let dir = zarr_storage::create_array(storage, &child.key, &st)?;
-        let created = self.catalog.create_node(
-            parent,
-            &NewNode {
-                key: child.key.clone(),
-                structure_family: StructureFamily::Array,
-                structure: Some(structure),
-                metadata: child.metadata.clone(),
-                specs: child.specs.clone(),
-                access_blob: Value::Object(Map::new()),
-                data_sources: vec![NewDataSource {
-                    mimetype: ZARR_MIMETYPE.into(),
-                    parameters: json!({"path": "/"}),
-                    properties: json!({}),
-                    management: WRITABLE.into(),
-                    assets: vec![NewAsset {
-                        data_uri: file_uri(&dir),
-                        is_directory: true,
-                        parameter: Some("data_uri".into()),
-                        num: None,
-                    }],
+        let node = NewNode {
+            key: child.key.clone(),
+            structure_family: StructureFamily::Array,
+            structure: Some(structure),
+            metadata: child.metadata.clone(),
+            specs: child.specs.clone(),
+            access_blob: Value::Object(Map::new()),
+            data_sources: vec![NewDataSource {
+                mimetype: ZARR_MIMETYPE.into(),
+                parameters: json!({"path": "/"}),
+                properties: json!({}),
+                management: WRITABLE.into(),
+                assets: vec![NewAsset {
+                    data_uri: file_uri(&dir),
+                    is_directory: true,
+                    parameter: Some("data_uri".into()),
+                    num: None,
                 }],
-            },
-        );
-        if let Err(e) = created {
-            zarr_storage::remove_array(&dir);
-            return Err(e.into());
+            }],
+        };
+        self.commit_new(parent, &node, &dir)
+    }
+
+    /// Create a table node backed by a directory of Parquet segments.
+    fn create_table(&self, parent: &[String], child: &NewChild) -> Result<(), AdapterError> {
+        let storage = self.storage("table")?;
+        match child.mimetype.as_deref() {
+            None | Some(PARQUET_MIMETYPE | SQL_TABLE_MIMETYPE) => {}
+            Some(m) => {
+                return Err(AdapterError::BadRequest(format!(
+                    "tables are stored as {PARQUET_MIMETYPE} (or upstream's \
+                     {SQL_TABLE_MIMETYPE}), not {m:?}"
+                )));
+            }
         }
-        Ok(())
+        let structure = child.structure.as_ref().ok_or_else(|| {
+            AdapterError::BadRequest("a table needs a structure in its data source".into())
+        })?;
+        let (st, _) = table_storage::validate_structure(structure)?;
+        let structure =
+            serde_json::to_value(&st).map_err(|e| AdapterError::Internal(e.to_string()))?;
+        self.check_free(parent, &child.key)?;
+        let dir = table_storage::create_dir(storage, &child.key)?;
+        let node = NewNode {
+            key: child.key.clone(),
+            structure_family: StructureFamily::Table,
+            structure: Some(structure),
+            metadata: child.metadata.clone(),
+            specs: child.specs.clone(),
+            access_blob: Value::Object(Map::new()),
+            data_sources: vec![NewDataSource {
+                mimetype: PARQUET_MIMETYPE.into(),
+                parameters: json!({}),
+                properties: json!({}),
+                management: WRITABLE.into(),
+                assets: vec![NewAsset {
+                    data_uri: file_uri(&dir),
+                    is_directory: true,
+                    parameter: Some(DIRECTORY_PARAMETER.into()),
+                    num: None,
+                }],
+            }],
+        };
+        self.commit_new(parent, &node, &dir)
+    }
+
+    /// The node at `path`, its writable data source of `mimetype`, and the
+    /// local path of that source's `parameter` asset, which must lie
+    /// inside the writable storage.
+    fn writable_source(
+        &self,
+        path: &[String],
+        mimetype: &str,
+        parameter: &str,
+    ) -> Result<(i64, DataSource, PathBuf), AdapterError> {
+        let id = self
+            .catalog
+            .node_id(path)?
+            .ok_or_else(|| AdapterError::NotFound(format!("No such node: {}", path.join("/"))))?;
+        let no_storage = || {
+            AdapterError::BadRequest(
+                "This node has no writable storage: only nodes created through this server's \
+                 write API can be written."
+                    .into(),
+            )
+        };
+        let source = self
+            .catalog
+            .data_sources(id)?
+            .into_iter()
+            .find(|s| s.mimetype == mimetype && s.management == WRITABLE)
+            .ok_or_else(no_storage)?;
+        let dir = source
+            .assets
+            .iter()
+            .find(|a| a.parameter.as_deref() == Some(parameter))
+            .and_then(|a| path_of_uri(&a.data_uri))
+            .ok_or_else(no_storage)?;
+        let storage = self.storage.as_ref().ok_or_else(no_storage)?;
+        let inside = match (dir.canonicalize(), storage.canonicalize()) {
+            (Ok(d), Ok(s)) => d.starts_with(s),
+            _ => false,
+        };
+        if !inside {
+            return Err(no_storage());
+        }
+        Ok((id, source, dir))
+    }
+
+    fn array_source(
+        &self,
+        path: &[String],
+    ) -> Result<(i64, PathBuf, tiled_model::structure::ArrayStructure), AdapterError> {
+        let (id, source, dir) = self.writable_source(path, ZARR_MIMETYPE, "data_uri")?;
+        let structure = source
+            .structure
+            .as_ref()
+            .ok_or_else(|| AdapterError::Internal("a writable array without a structure".into()))?;
+        Ok((id, dir, zarr_storage::validate_structure(structure)?))
+    }
+
+    /// The wire form of the data sources of the node at `path`.
+    fn wire_sources(
+        &self,
+        path: &[String],
+        family: StructureFamily,
+    ) -> Result<Value, AdapterError> {
+        let Some(id) = self.catalog.node_id(path)? else {
+            return Ok(json!([]));
+        };
+        Ok(Value::Array(
+            self.catalog
+                .data_sources(id)?
+                .iter()
+                .map(|d| d.to_wire(family))
+                .collect(),
+        ))
     }
 }
 
 impl TreeWriter for CatalogWriter {
-    fn create(&self, parent: &[String], child: &NewChild) -> Result<(), AdapterError> {
+    fn create(&self, parent: &[String], child: &NewChild) -> Result<Value, AdapterError> {
         match child.structure_family {
-            StructureFamily::Container => {}
-            StructureFamily::Array => return self.create_array(parent, child),
+            StructureFamily::Container => {
+                self.catalog.create_node(
+                    parent,
+                    &NewNode {
+                        key: child.key.clone(),
+                        structure_family: child.structure_family,
+                        structure: None,
+                        metadata: child.metadata.clone(),
+                        specs: child.specs.clone(),
+                        access_blob: Value::Object(Map::new()),
+                        data_sources: Vec::new(),
+                    },
+                )?;
+            }
+            StructureFamily::Array => self.create_array(parent, child)?,
+            StructureFamily::Table => self.create_table(parent, child)?,
             other => {
                 return Err(AdapterError::NotSupported(format!(
-                    "creating {} nodes is not supported yet; containers and arrays can be created",
+                    "creating {} nodes is not supported yet; containers, arrays and tables \
+                     can be created",
                     other.as_str()
                 )));
             }
         }
-        self.catalog.create_node(
-            parent,
-            &NewNode {
-                key: child.key.clone(),
-                structure_family: child.structure_family,
-                structure: None,
-                metadata: child.metadata.clone(),
-                specs: child.specs.clone(),
-                access_blob: Value::Object(Map::new()),
-                data_sources: Vec::new(),
-            },
-        )?;
-        Ok(())
+        let mut path = parent.to_vec();
+        path.push(child.key.clone());
+        self.wire_sources(&path, child.structure_family)
     }
 
     fn update_metadata(
@@ -143,14 +319,14 @@ impl TreeWriter for CatalogWriter {
     }
 
     fn delete(&self, path: &[String], recursive: bool) -> Result<(), AdapterError> {
-        // The stores this server wrote go with their nodes, after the
+        // The files this server wrote go with their nodes, after the
         // nodes are gone (a failed delete leaves both in place).
         let stores = self.catalog.writable_assets_under(path)?;
         self.catalog.delete_node_checked(path, recursive)?;
         if let Some(storage) = &self.storage {
             for uri in stores {
                 match path_of_uri(&uri) {
-                    Some(dir) if dir.starts_with(storage) => zarr_storage::remove_array(&dir),
+                    Some(p) if p.starts_with(storage) => zarr_storage::remove_array(&p),
                     _ => tracing::warn!("not removing {uri}: outside the writable storage"),
                 }
             }
@@ -164,41 +340,95 @@ impl TreeWriter for CatalogWriter {
         block: Option<&[usize]>,
         bytes: &[u8],
     ) -> Result<(), AdapterError> {
-        let id = self
-            .catalog
-            .node_id(path)?
-            .ok_or_else(|| AdapterError::NotFound(format!("No such node: {}", path.join("/"))))?;
-        let sources = self.catalog.data_sources(id)?;
-        let no_storage = || {
-            AdapterError::BadRequest(
-                "This node has no writable storage: only arrays created through this server's \
-                 write API can be written."
-                    .into(),
-            )
-        };
-        let source = sources
-            .iter()
-            .find(|s| s.mimetype == ZARR_MIMETYPE && s.management == WRITABLE)
-            .ok_or_else(no_storage)?;
-        let dir = source
-            .assets
-            .first()
-            .and_then(|a| path_of_uri(&a.data_uri))
-            .ok_or_else(no_storage)?;
-        // Only stores inside the writable storage directory are written.
-        let storage = self.storage.as_ref().ok_or_else(no_storage)?;
-        let inside = match (dir.canonicalize(), storage.canonicalize()) {
-            (Ok(d), Ok(s)) => d.starts_with(s),
-            _ => false,
-        };
-        if !inside {
-            return Err(no_storage());
+        let (id, _, _) = self.array_source(path)?;
+        let _guard = self.lock(id);
+        // Read the structure again under the lock: an extend may have
+        // committed a new one meanwhile.
+        let (_, dir, st) = self.array_source(path)?;
+        zarr_storage::write(&dir, &st, block, bytes)
+    }
+
+    fn patch_array(
+        &self,
+        path: &[String],
+        offset: &[usize],
+        shape: &[usize],
+        extend: bool,
+        bytes: &[u8],
+    ) -> Result<Value, AdapterError> {
+        let (id, _, _) = self.array_source(path)?;
+        let _guard = self.lock(id);
+        let (_, dir, st) = self.array_source(path)?;
+        let new = zarr_storage::patch(&dir, &st, offset, shape, extend, bytes)?;
+        let value =
+            serde_json::to_value(&new).map_err(|e| AdapterError::Internal(e.to_string()))?;
+        if new.shape != st.shape {
+            self.catalog.set_structure(id, &value)?;
         }
+        Ok(value)
+    }
+
+    fn write_table(
+        &self,
+        path: &[String],
+        partition: Option<usize>,
+        append: bool,
+        body: &[u8],
+    ) -> Result<(), AdapterError> {
+        let (id, source, dir) =
+            self.writable_source(path, PARQUET_MIMETYPE, DIRECTORY_PARAMETER)?;
         let structure = source
             .structure
             .as_ref()
-            .ok_or_else(|| AdapterError::Internal("a writable array without a structure".into()))?;
-        let st = zarr_storage::validate_structure(structure)?;
-        zarr_storage::write(&dir, &st, block, bytes)
+            .ok_or_else(|| AdapterError::Internal("a writable table without a structure".into()))?;
+        let (st, schema) = table_storage::validate_structure(structure)?;
+        let partition = match partition {
+            Some(p) if p < st.npartitions => p,
+            Some(p) => {
+                return Err(AdapterError::BadRequest(format!(
+                    "partition {p} is out of range: the table has {}",
+                    st.npartitions
+                )));
+            }
+            None if st.npartitions == 1 => 0,
+            None => {
+                return Err(AdapterError::BadRequest(format!(
+                    "this table has {} partitions: write them one by one \
+                     (PUT /table/partition/...?partition=N)",
+                    st.npartitions
+                )));
+            }
+        };
+        let batch = table_storage::decode_body(body, &schema)?;
+        let file = table_storage::write_segment(&dir, partition, &batch)?;
+        let asset = NewAsset {
+            data_uri: file_uri(&file),
+            is_directory: false,
+            parameter: Some(SEGMENT_PARAMETER.into()),
+            num: Some(partition as i64),
+        };
+        let committed = if append {
+            self.catalog
+                .add_asset(source.id, &asset)
+                .map(|()| Vec::new())
+        } else {
+            let _guard = self.lock(id);
+            self.catalog
+                .replace_assets(source.id, SEGMENT_PARAMETER, partition as i64, &asset)
+        };
+        match committed {
+            Ok(replaced) => {
+                for uri in replaced {
+                    if let Some(p) = path_of_uri(&uri).filter(|p| p.starts_with(&dir)) {
+                        zarr_storage::remove_array(&p);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                zarr_storage::remove_array(&file);
+                Err(e.into())
+            }
+        }
     }
 }

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tiled_adapters::AdapterError;
+use tiled_adapters::{AdapterError, ArrayAdapter, ArrayData};
 use tiled_model::dtype::{DataType, Endianness, Kind};
+use tiled_model::slice::ResolvedSlice;
 use tiled_model::structure::ArrayStructure;
 use zarrs::array::{Array, ArrayBuilder, ArrayBytes, ArraySubset, FillValueMetadata};
 use zarrs::filesystem::FilesystemStore;
@@ -54,44 +55,47 @@ pub fn validate_structure(value: &Value) -> Result<ArrayStructure, AdapterError>
     Ok(st)
 }
 
-/// The Zarr v3 name of a Tiled data type this storage can hold.
-fn zarr_data_type(dtype: &DataType) -> Result<&'static str, AdapterError> {
-    let unsupported = |what: String| {
-        AdapterError::BadRequest(format!(
-            "writing arrays of {what} is not supported yet; use a numeric or boolean dtype"
-        ))
-    };
-    let DataType::Builtin(b) = dtype else {
-        return Err(unsupported("structured dtypes".into()));
-    };
-    if b.endianness == Endianness::Big && b.itemsize > 1 {
+/// How a Tiled data type is stored in Zarr v3: little-endian numbers and
+/// booleans by their Zarr names (so other Zarr readers see them as they
+/// are), everything else (big-endian numbers, datetimes, timedeltas, byte
+/// and unicode strings, structured types) as raw bits of the same item
+/// size, byte for byte: the catalog's structure says what they mean.
+fn zarr_data_type(dtype: &DataType) -> Result<(String, Value), AdapterError> {
+    let itemsize = dtype.itemsize();
+    if itemsize == 0 {
         return Err(AdapterError::BadRequest(
-            "big-endian dtypes are not supported yet; convert the array to little-endian \
-             (e.g. arr.astype(arr.dtype.newbyteorder('<'))) before writing"
-                .into(),
+            "zero-sized data types cannot be stored".into(),
         ));
     }
-    let name = match (b.kind, b.itemsize) {
-        (Kind::Bool, 1) => "bool",
-        (Kind::Int, 1) => "int8",
-        (Kind::Int, 2) => "int16",
-        (Kind::Int, 4) => "int32",
-        (Kind::Int, 8) => "int64",
-        (Kind::UInt, 1) => "uint8",
-        (Kind::UInt, 2) => "uint16",
-        (Kind::UInt, 4) => "uint32",
-        (Kind::UInt, 8) => "uint64",
-        (Kind::Float, 4) => "float32",
-        (Kind::Float, 8) => "float64",
-        (Kind::Complex, 8) => "complex64",
-        (Kind::Complex, 16) => "complex128",
-        (kind, size) => return Err(unsupported(format!("kind {kind:?} with {size} bytes"))),
+    let raw = || (format!("r{}", itemsize * 8), json!(vec![0u8; itemsize]));
+    let DataType::Builtin(b) = dtype else {
+        return Ok(raw());
     };
-    Ok(name)
+    if b.endianness == Endianness::Big && b.itemsize > 1 {
+        return Ok(raw());
+    }
+    let (name, fill) = match (b.kind, b.itemsize) {
+        (Kind::Bool, 1) => ("bool", json!(false)),
+        (Kind::Int, 1) => ("int8", json!(0)),
+        (Kind::Int, 2) => ("int16", json!(0)),
+        (Kind::Int, 4) => ("int32", json!(0)),
+        (Kind::Int, 8) => ("int64", json!(0)),
+        (Kind::UInt, 1) => ("uint8", json!(0)),
+        (Kind::UInt, 2) => ("uint16", json!(0)),
+        (Kind::UInt, 4) => ("uint32", json!(0)),
+        (Kind::UInt, 8) => ("uint64", json!(0)),
+        (Kind::Float, 2) => ("float16", json!(0.0)),
+        (Kind::Float, 4) => ("float32", json!(0.0)),
+        (Kind::Float, 8) => ("float64", json!(0.0)),
+        (Kind::Complex, 8) => ("complex64", json!([0.0, 0.0])),
+        (Kind::Complex, 16) => ("complex128", json!([0.0, 0.0])),
+        _ => return Ok(raw()),
+    };
+    Ok((name.to_string(), fill))
 }
 
-/// A new directory `<storage>/<key-derived prefix><random>.zarr`.
-fn unique_dir(storage: &Path, key: &str) -> Result<PathBuf, AdapterError> {
+/// A new directory `<storage>/<key-derived prefix>-<random><suffix>`.
+pub(crate) fn unique_dir(storage: &Path, key: &str, suffix: &str) -> Result<PathBuf, AdapterError> {
     std::fs::create_dir_all(storage).map_err(|e| internal(storage, e))?;
     let prefix: String = key
         .chars()
@@ -100,7 +104,7 @@ fn unique_dir(storage: &Path, key: &str) -> Result<PathBuf, AdapterError> {
         .collect();
     tempfile::Builder::new()
         .prefix(&format!("{prefix}-"))
-        .suffix(".zarr")
+        .suffix(suffix)
         .rand_bytes(8)
         .tempdir_in(storage)
         .map(tempfile::TempDir::keep)
@@ -117,25 +121,15 @@ pub fn create_array(
     key: &str,
     st: &ArrayStructure,
 ) -> Result<PathBuf, AdapterError> {
-    let data_type = zarr_data_type(&st.data_type)?;
+    let (data_type, fill) = zarr_data_type(&st.data_type)?;
     let shape: Vec<u64> = st.shape.iter().map(|&n| n as u64).collect();
-    let chunk_shape: Vec<u64> = st
-        .chunks
-        .iter()
-        .map(|c| c.first().copied().unwrap_or(1).max(1) as u64)
-        .collect();
-    let dir = unique_dir(storage, key)?;
+    let chunk_shape = chunk_shape(st);
+    let dir = unique_dir(storage, key, ".zarr")?;
     let made = (|| {
         let store = Arc::new(FilesystemStore::new(&dir).map_err(|e| internal(&dir, e))?);
-        let fill = match data_type {
-            "bool" => json!(false),
-            "float32" | "float64" => json!(0.0),
-            "complex64" | "complex128" => json!([0.0, 0.0]),
-            _ => json!(0),
-        };
         let fill: FillValueMetadata =
             serde_json::from_value(fill).map_err(|e| internal(&dir, e))?;
-        let mut builder = ArrayBuilder::new(shape, chunk_shape, data_type, fill);
+        let mut builder = ArrayBuilder::new(shape, chunk_shape, data_type.as_str(), fill);
         if let Some(dims) = &st.dims {
             builder.dimension_names(Some(dims.iter().map(String::as_str)));
         }
@@ -151,10 +145,18 @@ pub fn create_array(
     }
 }
 
-/// Remove a directory [`create_array`] made (best effort).
+/// Remove a file or directory this storage made (best effort; a missing
+/// one is fine).
 pub fn remove_array(dir: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(dir) {
-        tracing::warn!("could not remove {}: {e}", dir.display());
+    let removed = if dir.is_dir() {
+        std::fs::remove_dir_all(dir)
+    } else {
+        std::fs::remove_file(dir)
+    };
+    match removed {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!("could not remove {}: {e}", dir.display()),
     }
 }
 
@@ -203,6 +205,198 @@ pub fn write(
     array
         .store_array_subset(&subset, ArrayBytes::from(bytes))
         .map_err(|e| internal(dir, e))
+}
+
+/// The regular chunk shape of `st` (its first chunk along each axis; at
+/// least 1, as Zarr requires).
+fn chunk_shape(st: &ArrayStructure) -> Vec<u64> {
+    st.chunks
+        .iter()
+        .map(|c| c.first().copied().unwrap_or(1).max(1) as u64)
+        .collect()
+}
+
+/// The chunks of a regular grid of `chunk` per axis over `shape`.
+fn regular_chunks(shape: &[usize], chunk: &[u64]) -> Vec<Vec<usize>> {
+    shape
+        .iter()
+        .zip(chunk)
+        .map(|(&n, &c)| {
+            let c = usize::try_from(c).unwrap_or(usize::MAX).max(1);
+            if n == 0 {
+                return vec![0];
+            }
+            let mut out = vec![c; n / c];
+            if n % c > 0 {
+                out.push(n % c);
+            }
+            out
+        })
+        .collect()
+}
+
+/// Write `bytes` (C order, of `shape`) at `offset` into the array stored at
+/// `dir`, growing it when the region passes its end and `extend` is set,
+/// and return the array's new structure (spec §8.2, `PATCH array/full`).
+///
+/// # Errors
+/// [`AdapterError::Conflict`] when the region passes the end without
+/// `extend`; [`AdapterError::BadRequest`] for a bad offset, shape or length.
+pub fn patch(
+    dir: &Path,
+    st: &ArrayStructure,
+    offset: &[usize],
+    shape: &[usize],
+    extend: bool,
+    bytes: &[u8],
+) -> Result<ArrayStructure, AdapterError> {
+    let ndim = st.shape.len();
+    if offset.len() > ndim || shape.len() != ndim {
+        return Err(AdapterError::BadRequest(format!(
+            "the array has {ndim} dimensions: give a shape of {ndim} lengths and at most              {ndim} offsets (got shape {shape:?}, offset {offset:?})"
+        )));
+    }
+    let mut start = offset.to_vec();
+    start.resize(ndim, 0);
+    let mut end = Vec::with_capacity(ndim);
+    for (o, n) in start.iter().zip(shape) {
+        end.push(
+            o.checked_add(*n)
+                .ok_or_else(|| AdapterError::BadRequest("offset + shape overflows".into()))?,
+        );
+    }
+    let grows = end.iter().zip(&st.shape).any(|(e, n)| e > n);
+    if grows && !extend {
+        return Err(AdapterError::Conflict(format!(
+            "The region at offset {start:?} with shape {shape:?} does not fit in the array's shape {:?}. Use ?extend=true to grow the array.",
+            st.shape
+        )));
+    }
+    let new_shape: Vec<usize> = end
+        .iter()
+        .zip(&st.shape)
+        .map(|(e, n)| (*e).max(*n))
+        .collect();
+    let expected = shape
+        .iter()
+        .try_fold(st.data_type.itemsize(), |acc, &n| acc.checked_mul(n))
+        .ok_or_else(|| AdapterError::BadRequest("the region is too large".into()))?;
+    if bytes.len() != expected {
+        return Err(AdapterError::BadRequest(format!(
+            "expected {expected} bytes for shape {shape:?}, got {}",
+            bytes.len()
+        )));
+    }
+    let chunk = chunk_shape(st);
+    let new = ArrayStructure {
+        chunks: regular_chunks(&new_shape, &chunk),
+        shape: new_shape.clone(),
+        ..st.clone()
+    };
+    let store = Arc::new(FilesystemStore::new(dir).map_err(|e| internal(dir, e))?);
+    let mut array = Array::open(store, "/").map_err(|e| internal(dir, e))?;
+    if array.shape()
+        != new_shape
+            .iter()
+            .map(|&n| n as u64)
+            .collect::<Vec<_>>()
+            .as_slice()
+    {
+        // Grow the stored array first: its extra area is not visible until
+        // the catalog commits the new structure, after the data is written.
+        array
+            .set_shape(new_shape.iter().map(|&n| n as u64).collect())
+            .map_err(|e| internal(dir, e))?;
+        array.store_metadata().map_err(|e| internal(dir, e))?;
+    }
+    if expected > 0 {
+        let subset = ArraySubset::new_with_start_shape(
+            start.iter().map(|&o| o as u64).collect(),
+            shape.iter().map(|&n| n as u64).collect(),
+        )
+        .map_err(|e| internal(dir, e))?;
+        array
+            .store_array_subset(&subset, ArrayBytes::from(bytes))
+            .map_err(|e| internal(dir, e))?;
+    }
+    Ok(new)
+}
+
+/// An array this server wrote, read with the catalog's structure (which
+/// is the truth: the store may be larger after an interrupted extend, and
+/// holds raw bits for types Zarr has no name for).
+pub struct WritableArray {
+    array: Array<FilesystemStore>,
+    structure: ArrayStructure,
+    dir: PathBuf,
+}
+
+impl WritableArray {
+    /// Open the store at `dir` for an array of structure `st`.
+    ///
+    /// # Errors
+    /// [`AdapterError::Internal`] if the store is missing or does not hold
+    /// at least `st`'s shape.
+    pub fn open(dir: &Path, st: ArrayStructure) -> Result<Self, AdapterError> {
+        let store = Arc::new(FilesystemStore::new(dir).map_err(|e| internal(dir, e))?);
+        let array = Array::open(store, "/").map_err(|e| internal(dir, e))?;
+        let fits = array.shape().len() == st.shape.len()
+            && array
+                .shape()
+                .iter()
+                .zip(&st.shape)
+                .all(|(&stored, &n)| stored >= n as u64);
+        if !fits || array.data_type().fixed_size() != Some(st.data_type.itemsize()) {
+            return Err(internal(
+                dir,
+                "the stored array does not match the catalog's structure",
+            ));
+        }
+        Ok(WritableArray {
+            array,
+            structure: st,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn read_box(&self, offset: &[usize], shape: &[usize]) -> Result<Vec<u8>, AdapterError> {
+        if shape.contains(&0) {
+            return Ok(Vec::new());
+        }
+        let subset = ArraySubset::new_with_start_shape(
+            offset.iter().map(|&o| o as u64).collect(),
+            shape.iter().map(|&n| n as u64).collect(),
+        )
+        .map_err(|e| internal(&self.dir, e))?;
+        let bytes: ArrayBytes<'static> = self
+            .array
+            .retrieve_array_subset(&subset)
+            .map_err(|e| internal(&self.dir, e))?;
+        let bytes = bytes.into_fixed().map_err(|e| internal(&self.dir, e))?;
+        Ok(bytes.into_owned())
+    }
+}
+
+impl ArrayAdapter for WritableArray {
+    fn structure(&self) -> &ArrayStructure {
+        &self.structure
+    }
+
+    fn read_block(&self, block: &[usize]) -> Result<ArrayData, AdapterError> {
+        let (offset, shape) = self.structure.block_extent(block)?;
+        let bytes = self.read_box(&offset, &shape)?;
+        ArrayData::new(self.structure.data_type.clone(), shape, bytes)
+    }
+
+    fn read(&self, sel: &ResolvedSlice) -> Result<ArrayData, AdapterError> {
+        match tiled_adapters::selection_box(sel) {
+            Some((offset, shape)) => {
+                let bytes = self.read_box(&offset, &shape)?;
+                ArrayData::new(self.structure.data_type.clone(), sel.out_shape(), bytes)
+            }
+            None => tiled_adapters::read_via_blocks(self, sel),
+        }
+    }
 }
 
 #[cfg(test)]

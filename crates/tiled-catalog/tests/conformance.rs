@@ -911,19 +911,14 @@ fn writer_creates_and_writes_zarr_arrays() {
                 "data_type": {"endianness": "little", "kind": "f", "itemsize": 8, "dt_units": null},
                 "chunks": [[2, 1], [3]], "shape": [3, 3], "dims": ["y", "x"], "resizable": false,
             })),
+            mimetype: None,
         };
-        let without = CatalogWriter {
-            catalog: catalog.clone(),
-            storage: None,
-        };
+        let without = CatalogWriter::new(catalog.clone(), None);
         match without.create(&[], &child) {
             Err(AdapterError::BadRequest(m)) => assert!(m.contains("--writable-storage"), "{m}"),
             other => panic!("{name}: {other:?}"),
         }
-        let writer = CatalogWriter {
-            catalog: catalog.clone(),
-            storage: Some(storage.path().to_path_buf()),
-        };
+        let writer = CatalogWriter::new(catalog.clone(), Some(storage.path().to_path_buf()));
         writer.create(&[], &child).unwrap();
         let id = catalog
             .node_id(std::slice::from_ref(&key))
@@ -963,6 +958,7 @@ fn writer_creates_and_writes_zarr_arrays() {
             metadata: serde_json::Map::new(),
             specs: Vec::new(),
             structure: None,
+            mimetype: None,
         };
         writer.create(&[], &container).unwrap();
         assert!(matches!(

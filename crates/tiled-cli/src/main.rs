@@ -435,10 +435,7 @@ fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
         tiled_catalog::CatalogContainer::root_node(catalog.clone()).map_err(|e| e.to_string())?;
     Ok((
         root,
-        Arc::new(tiled_catalog::writer::CatalogWriter {
-            catalog,
-            storage: writable,
-        }),
+        Arc::new(tiled_catalog::writer::CatalogWriter::new(catalog, writable)),
     ))
 }
 

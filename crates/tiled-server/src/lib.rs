@@ -321,14 +321,16 @@ async fn route(
             challenge: true,
         });
     }
+    if write::is_write(&name, &req.method) {
+        // Writes touch the database and the disk: run them off the async
+        // workers.
+        let app = app.clone();
+        let node_path = node_path.to_vec();
+        return tokio::task::spawn_blocking(move || write::dispatch(&app, &req, &name, &node_path))
+            .await
+            .map_err(|e| ApiError::Internal(format!("write task failed: {e}")))?;
+    }
     match (name.as_str(), &req.method) {
-        ("metadata", &Method::POST) => return write::create(&app, &req, node_path),
-        ("metadata", &Method::PATCH) => return write::update(&app, &req, node_path, false),
-        ("metadata", &Method::PUT) => return write::update(&app, &req, node_path, true),
-        ("metadata", &Method::DELETE) => return write::delete(&app, &req, node_path),
-        ("revisions", &Method::DELETE) => return write::delete_revision(&app, &req, node_path),
-        ("array/full", &Method::PUT) => return write::write_array(&app, &req, node_path, false),
-        ("array/block", &Method::PUT) => return write::write_array(&app, &req, node_path, true),
         ("revisions", m) if m == Method::GET || m == Method::HEAD => {
             resolve(&app.root, node_path)?;
             return write::revisions(&app, &req, node_path);

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use axum::http::Method;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -19,6 +20,50 @@ use crate::{App, Request, resolve};
 
 /// Upstream's limit on specs per node.
 const MAX_SPECS: usize = 20;
+
+/// Whether `(route, method)` is a write this module handles.
+pub fn is_write(route: &str, method: &Method) -> bool {
+    matches!(
+        (route, method),
+        (
+            "metadata",
+            &Method::POST | &Method::PATCH | &Method::PUT | &Method::DELETE
+        ) | ("revisions", &Method::DELETE)
+            | ("array/full", &Method::PUT | &Method::PATCH)
+            | ("array/block", &Method::PUT)
+            | ("table/full" | "node/full", &Method::PUT)
+            | ("table/partition", &Method::PUT | &Method::PATCH)
+    )
+}
+
+/// Run the write [`is_write`] accepted (on a blocking thread).
+///
+/// # Errors
+/// As each handler.
+pub fn dispatch(
+    app: &App,
+    req: &Request,
+    route: &str,
+    path: &[String],
+) -> Result<Response, ApiError> {
+    match (route, &req.method) {
+        ("metadata", &Method::POST) => create(app, req, path),
+        ("metadata", &Method::PATCH) => update(app, req, path, false),
+        ("metadata", &Method::PUT) => update(app, req, path, true),
+        ("metadata", &Method::DELETE) => delete(app, req, path),
+        ("revisions", &Method::DELETE) => delete_revision(app, req, path),
+        ("array/full", &Method::PUT) => write_array(app, req, path, false),
+        ("array/full", &Method::PATCH) => patch_array(app, req, path),
+        ("array/block", &Method::PUT) => write_array(app, req, path, true),
+        ("table/full" | "node/full", &Method::PUT) => write_table(app, req, path, None),
+        ("table/partition", &Method::PUT) => write_table(app, req, path, Some(false)),
+        ("table/partition", &Method::PATCH) => write_table(app, req, path, Some(true)),
+        _ => Err(ApiError::MethodNotAllowed(format!(
+            "Method {} is not allowed on this route.",
+            req.method
+        ))),
+    }
+}
 
 fn writer(app: &App) -> Result<&Arc<dyn TreeWriter>, ApiError> {
     app.writer.as_ref().ok_or_else(|| {
@@ -97,8 +142,8 @@ pub fn create(app: &App, req: &Request, parent: &[String]) -> Result<Response, A
             "containers are created without data sources".into(),
         ));
     }
-    let structure = match family {
-        StructureFamily::Container => None,
+    let (structure, mimetype) = match family {
+        StructureFamily::Container => (None, None),
         _ => {
             let [source] = b.data_sources.as_slice() else {
                 return Err(ApiError::Unprocessable(format!(
@@ -116,8 +161,17 @@ pub fn create(app: &App, req: &Request, parent: &[String]) -> Result<Response, A
                     "registering external assets is not supported yet".into(),
                 ));
             }
+            let mimetype = match source.get("mimetype") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(m)) => Some(m.clone()),
+                Some(other) => {
+                    return Err(ApiError::Unprocessable(format!(
+                        "mimetype must be a string, got {other}"
+                    )));
+                }
+            };
             match source.get("structure") {
-                Some(v) if !v.is_null() => Some(v.clone()),
+                Some(v) if !v.is_null() => (Some(v.clone()), mimetype),
                 _ => {
                     return Err(ApiError::Unprocessable(
                         "the data source needs a structure".into(),
@@ -139,10 +193,11 @@ pub fn create(app: &App, req: &Request, parent: &[String]) -> Result<Response, A
             _ => Vec::new(),
         },
         structure,
+        mimetype,
     };
     // A missing parent is a 404 (as the route's other methods).
     resolve(&app.root, parent)?;
-    w.create(parent, &child)?;
+    let data_sources = w.create(parent, &child)?;
     let mut path = parent.to_vec();
     path.push(key.clone());
     let node = resolve(&app.root, &path)?;
@@ -150,7 +205,7 @@ pub fn create(app: &App, req: &Request, parent: &[String]) -> Result<Response, A
     let links = opts.links(&path, &node);
     document(
         &req.headers,
-        &json!({"id": key, "links": links, "data_sources": [], "access_tags": []}),
+        &json!({"id": key, "links": links, "data_sources": data_sources, "access_tags": []}),
     )
 }
 
@@ -300,7 +355,100 @@ pub fn write_array(
             req.body.len()
         )));
     }
+    if !req.params.bool("persist", true)? {
+        return document(&req.headers, &Value::Null);
+    }
     w.write_array(path, block.as_deref(), &req.body)?;
+    document(&req.headers, &Value::Null)
+}
+
+/// `PATCH /api/v1/array/full/{path}?offset=i,..&shape=a,..&extend=bool`:
+/// write a region, growing the array with `extend`; answers the new
+/// structure.
+///
+/// # Errors
+/// 409 when the region does not fit without `extend`; 422/400 as
+/// [`write_array`].
+pub fn patch_array(app: &App, req: &Request, path: &[String]) -> Result<Response, ApiError> {
+    let w = writer(app)?;
+    let node = resolve(&app.root, path)?;
+    let NodeData::Array(adapter) = &node.data else {
+        return Err(ApiError::BadRequest("This node is not an array.".into()));
+    };
+    let itemsize = adapter.structure().data_type.itemsize();
+    let shape = parse_block(
+        req.params
+            .get("shape")
+            .ok_or_else(|| ApiError::Unprocessable("The shape parameter is required.".into()))?,
+    )?;
+    let offset = match req.params.get("offset") {
+        Some(text) => parse_block(text)?,
+        None => Vec::new(),
+    };
+    let extend = req.params.bool("extend", false)?;
+    let persist = req.params.bool("persist", true)?;
+    if extend && !persist {
+        return Err(ApiError::BadRequest(
+            "extend=true cannot be combined with persist=false".into(),
+        ));
+    }
+    let expected = shape
+        .iter()
+        .try_fold(itemsize, |acc, &n| acc.checked_mul(n))
+        .ok_or_else(|| ApiError::Unprocessable("the region is too large".into()))?;
+    if req.body.len() != expected {
+        return Err(ApiError::Unprocessable(format!(
+            "Expected {expected} bytes (shape {shape:?} of {itemsize}-byte elements), got {}.",
+            req.body.len()
+        )));
+    }
+    if !persist {
+        // Nothing subscribes to live data here: a non-persisted write is
+        // checked and dropped.
+        return document(&req.headers, &Value::Null);
+    }
+    let structure = w.patch_array(path, &offset, &shape, extend, &req.body)?;
+    document(&req.headers, &structure)
+}
+
+/// `PUT /api/v1/table/full/{path}` (whole one-partition table), `PUT
+/// /api/v1/table/partition/{path}?partition=N` (replace) and `PATCH` of
+/// the same (append): Arrow IPC bodies.
+///
+/// # Errors
+/// 404 missing node; 400 for a node without writable storage, a bad
+/// partition or a body that does not match the table.
+pub fn write_table(
+    app: &App,
+    req: &Request,
+    path: &[String],
+    append: Option<bool>,
+) -> Result<Response, ApiError> {
+    let w = writer(app)?;
+    let node = resolve(&app.root, path)?;
+    if !matches!(node.data, NodeData::Table(_)) {
+        return Err(ApiError::BadRequest("This node is not a table.".into()));
+    }
+    if let Some(ct) = req.headers.get(axum::http::header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("");
+        let arrow = ct.starts_with("application/vnd.apache.arrow")
+            || ct.starts_with("application/octet-stream");
+        if !arrow {
+            return Err(ApiError::BadRequest(format!(
+                "Table bodies are Arrow IPC (application/vnd.apache.arrow.file), not {ct:?}."
+            )));
+        }
+    }
+    let partition = match append {
+        None => None,
+        Some(_) => Some(req.params.usize("partition")?.ok_or_else(|| {
+            ApiError::Unprocessable("The partition parameter is required.".into())
+        })?),
+    };
+    if !req.params.bool("persist", true)? {
+        return document(&req.headers, &Value::Null);
+    }
+    w.write_table(path, partition, append.unwrap_or(false), &req.body)?;
     document(&req.headers, &Value::Null)
 }
 
