@@ -62,7 +62,11 @@ def _tree_args(extra_args) -> list[str]:
     if tree == "demo":
         return ["demo"]
     if tree == "catalog":
-        return ["catalog", "--temp", "--demo", *public]
+        # TILED_TEST_WRITABLE_STORAGE (e.g. an s3:// URI of the loopback
+        # S3 server scripts/test runs) replaces the temp data directory.
+        storage = os.environ.get("TILED_TEST_WRITABLE_STORAGE")
+        writable = ["--writable-storage", storage] if storage else []
+        return ["catalog", "--temp", "--demo", *writable, *public]
     if tree == "postgres":
         uri = os.environ.get("TILED_TEST_POSTGRES_URI")
         if not uri:

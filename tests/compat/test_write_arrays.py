@@ -182,22 +182,41 @@ def test_refusals_over_http(private_server, writer):
     assert 400 <= r.status_code < 500, r.text
 
 
-def test_deleting_an_array_removes_its_store(private_server, writer):
+def stored_objects(uri):
+    """Whether anything is stored at an asset URI: a local path, or keys
+    under an s3:// prefix of the loopback S3 server (listed over HTTP)."""
     from pathlib import Path
-    from urllib.parse import unquote, urlparse
+    from urllib.parse import parse_qs, unquote, urlparse
 
+    u = urlparse(uri)
+    if u.scheme == "file":
+        return Path(unquote(u.path)).exists()
+    assert u.scheme == "s3", uri
+    storage = urlparse(os.environ["TILED_TEST_WRITABLE_STORAGE"])
+    endpoint = parse_qs(storage.query)["endpoint"][0]
+    r = httpx.get(f"{endpoint}/{u.netloc}", params={"list-type": "2", "prefix": u.path.lstrip("/")})
+    r.raise_for_status()
+    return "<Key>" in r.text
+
+
+def test_deleting_an_array_removes_its_store(private_server, writer):
     key = fresh_key()
     parent = writer.create_container(key)
     parent.write_array(np.ones((3, 3)), key="a")
-    r = httpx.get(f"{private_server.api}/metadata/{key}/a", params={"include_data_sources": "true"},
-                  headers={"Authorization": f"Apikey {API_KEY}"})
-    (source,) = r.json()["data"]["attributes"]["data_sources"]
-    assert source["management"] == "writable" and source["mimetype"] == "application/x-zarr"
-    store = Path(unquote(urlparse(source["assets"][0]["data_uri"]).path))
-    assert store.is_dir()
+    parent.write_table({"x": [1, 2]}, key="t")
+    uris = []
+    for child in ("a", "t"):
+        r = httpx.get(f"{private_server.api}/metadata/{key}/{child}",
+                      params={"include_data_sources": "true"},
+                      headers={"Authorization": f"Apikey {API_KEY}"})
+        (source,) = r.json()["data"]["attributes"]["data_sources"]
+        assert source["management"] == "writable"
+        uris += [a["data_uri"] for a in source["assets"]]
+    assert any("zarr" in u for u in uris) and any("parquet" in u for u in uris)
+    assert all(stored_objects(u) for u in uris if "parquet" in u or "zarr" in u)
     writer[key].delete(recursive=True)
     assert key not in writer
-    assert not store.exists()
+    assert not any(stored_objects(u) for u in uris)
 
 
 def test_patch_extends_and_409_without_extend(private_server, writer):

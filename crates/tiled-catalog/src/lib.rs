@@ -214,6 +214,8 @@ pub const POSTGRES_EXACT_COUNT_LIMIT: i64 = 1_000;
 pub struct Catalog {
     pub(crate) pool: Pool,
     pub(crate) openers: HashMap<String, Arc<dyn Opener>>,
+    /// Where the data this server writes lives (to read it back).
+    writable: Option<tiled_storage::Storage>,
     /// The metadata indexes that exist (see [`sql::Sql::indexes`]).
     indexes: std::sync::RwLock<Arc<std::collections::HashSet<String>>>,
     /// Keeps a `--temp` catalog's directory alive as long as the catalog.
@@ -260,6 +262,7 @@ impl Catalog {
         let catalog = Catalog {
             pool,
             openers: HashMap::new(),
+            writable: None,
             indexes: Default::default(),
             _temp: None,
         };
@@ -382,6 +385,11 @@ impl Catalog {
             Dialect::Sqlite => c.batch("ANALYZE"),
             Dialect::Postgres => c.batch("VACUUM (ANALYZE) nodes"),
         }
+    }
+
+    /// Read written data (management `writable`) from `storage`.
+    pub fn set_writable_storage(&mut self, storage: tiled_storage::Storage) {
+        self.writable = Some(storage);
     }
 
     /// Register how data sources of `mimetype` are opened.
@@ -749,15 +757,19 @@ impl Catalog {
         &self,
         ds_id: i64,
         parameter: &str,
-        num: i64,
+        num: Option<i64>,
         asset: &NewAsset,
     ) -> Result<Vec<String>, CatalogError> {
         let ts = now();
+        let same = match self.dialect() {
+            Dialect::Sqlite => "IS",
+            Dialect::Postgres => "IS NOT DISTINCT FROM",
+        };
         self.pool.transaction(|c| {
             let old = c.query(
                 &format!(
                     "DELETE FROM data_source_asset_association WHERE data_source_id = {} \
-                     AND parameter = {} AND num = {} RETURNING asset_id",
+                     AND parameter = {} AND num {same} {} RETURNING asset_id",
                     self.p(1, "::bigint"),
                     self.p(2, ""),
                     self.p(3, "::integer"),
@@ -765,7 +777,7 @@ impl Catalog {
                 &[
                     Param::Int(ds_id),
                     Param::Text(parameter.to_string()),
-                    Param::Int(num),
+                    num.map_or(Param::Null, Param::Int),
                 ],
             )?;
             let mut uris = Vec::with_capacity(old.len());
@@ -1192,6 +1204,32 @@ impl Catalog {
                 ));
             }
             let parent_id = parent.int(0)?;
+            // The subtree's assets go too, unless a node outside it shares
+            // them (the same file registered twice).
+            let in_subtree = |n: &str| {
+                format!(
+                    "({n}.path = {p} OR substr({n}.path, 1, length({q})) = {q})",
+                    p = self.p(1, ""),
+                    q = self.p(2, "")
+                )
+            };
+            c.execute(
+                &format!(
+                    "DELETE FROM assets WHERE id IN (SELECT x.asset_id FROM nodes n \
+                     JOIN data_sources d ON d.node_id = n.id \
+                     JOIN data_source_asset_association x ON x.data_source_id = d.id WHERE {}) \
+                     AND NOT EXISTS (SELECT 1 FROM data_source_asset_association x2 \
+                     JOIN data_sources d2 ON d2.id = x2.data_source_id \
+                     JOIN nodes n2 ON n2.id = d2.node_id \
+                     WHERE x2.asset_id = assets.id AND NOT {})",
+                    in_subtree("n"),
+                    in_subtree("n2")
+                ),
+                &[
+                    Param::Text(path.join("/")),
+                    Param::Text(format!("{}/", path.join("/"))),
+                ],
+            )?;
             c.execute(
                 &format!("DELETE FROM nodes WHERE path = {}", self.p(1, "")),
                 &[Param::Text(path.join("/"))],
@@ -1270,7 +1308,7 @@ impl Catalog {
             .first()
             .ok_or_else(|| AdapterError::Internal(format!("node {node_id} has no data source")))?;
         if ds.management == zarr_storage::WRITABLE {
-            return open_writable(ds, family);
+            return open_writable(ds, family, self.writable.as_ref());
         }
         let opener = self.openers.get(&ds.mimetype).ok_or_else(|| {
             AdapterError::NotSupported(format!(
@@ -1284,23 +1322,40 @@ impl Catalog {
 }
 
 /// Open a data source this server wrote (arrays as Zarr, tables as
-/// Parquet segments), with the catalog's structure as the truth.
-fn open_writable(ds: &DataSource, family: StructureFamily) -> Result<NodeData, AdapterError> {
+/// Parquet segments), with the catalog's structure as the truth. Assets
+/// are found in the writable `storage` when they lie in it, else as local
+/// files (a catalog served without its storage configured).
+fn open_writable(
+    ds: &DataSource,
+    family: StructureFamily,
+    storage: Option<&tiled_storage::Storage>,
+) -> Result<NodeData, AdapterError> {
     let structure = ds
         .structure
         .clone()
         .ok_or_else(|| AdapterError::Internal(format!("data source {} has no structure", ds.id)))?;
-    let bad_uri = |uri: &str| AdapterError::Internal(format!("not a local asset: {uri}"));
+    let in_storage = |uri: &str| storage.and_then(|s| Some((s, s.relative(uri)?)));
+    let bad_uri =
+        |uri: &str| AdapterError::Internal(format!("{uri} is outside the writable storage"));
     match (ds.mimetype.as_str(), family) {
         (zarr_storage::ZARR_MIMETYPE, StructureFamily::Array) => {
             let st = serde_json::from_value(structure)
                 .map_err(|e| AdapterError::Internal(format!("stored structure: {e}")))?;
-            let asset = ds.assets.first().ok_or_else(|| {
-                AdapterError::Internal(format!("data source {} has no asset", ds.id))
-            })?;
-            let dir = path_of_uri(&asset.data_uri).ok_or_else(|| bad_uri(&asset.data_uri))?;
+            let uri = &ds
+                .assets
+                .first()
+                .ok_or_else(|| {
+                    AdapterError::Internal(format!("data source {} has no asset", ds.id))
+                })?
+                .data_uri;
+            let store = match in_storage(uri) {
+                Some((s, rel)) => s
+                    .zarr_store(&rel)
+                    .map_err(|e| AdapterError::Internal(format!("{uri}: {e}")))?,
+                None => zarr_storage::local_store(&path_of_uri(uri).ok_or_else(|| bad_uri(uri))?)?,
+            };
             Ok(NodeData::Array(Arc::new(
-                zarr_storage::WritableArray::open(&dir, st)?,
+                zarr_storage::WritableArray::open(&store, uri, st)?,
             )))
         }
         (table_storage::PARQUET_MIMETYPE, StructureFamily::Table) => {
@@ -1318,7 +1373,16 @@ fn open_writable(ds: &DataSource, family: StructureFamily) -> Result<NodeData, A
                     .ok_or_else(|| {
                         AdapterError::Internal(format!("segment {} has no partition", a.data_uri))
                     })?;
-                segments[part].push(path_of_uri(&a.data_uri).ok_or_else(|| bad_uri(&a.data_uri))?);
+                let source = match in_storage(&a.data_uri) {
+                    Some((s, rel)) => match s.local_root() {
+                        Some(root) => table_storage::SegmentSource::File(root.join(rel)),
+                        None => table_storage::SegmentSource::Object(s.clone(), rel),
+                    },
+                    None => table_storage::SegmentSource::File(
+                        path_of_uri(&a.data_uri).ok_or_else(|| bad_uri(&a.data_uri))?,
+                    ),
+                };
+                segments[part].push(source);
             }
             Ok(NodeData::Table(Arc::new(
                 table_storage::SegmentTable::open(st, segments)?,

@@ -12,8 +12,7 @@
 //! transaction and removes the old files afterwards.
 
 use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -23,10 +22,12 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::ChunkReader;
 use serde_json::Value;
 use tiled_adapters::table::{MemoryTable, column_indices};
 use tiled_adapters::{AdapterError, ArrayAdapter, TableAdapter};
 use tiled_model::structure::TableStructure;
+use tiled_storage::Storage;
 
 /// The mimetype of the data sources made here (upstream's for Parquet
 /// datasets).
@@ -46,8 +47,8 @@ pub const DIRECTORY_PARAMETER: &str = "directory";
 /// and directory entries one request can make.
 const MAX_PARTITIONS: usize = 10_000;
 
-fn internal(path: &Path, e: impl std::fmt::Display) -> AdapterError {
-    AdapterError::Internal(format!("{}: {e}", path.display()))
+fn internal(what: &str, e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::Internal(format!("{what}: {e}"))
 }
 
 /// pandas' index columns, which the client's Arrow bodies carry but the
@@ -173,55 +174,117 @@ pub fn decode_body(bytes: &[u8], schema: &SchemaRef) -> Result<RecordBatch, Adap
     arrow_select::concat::concat_batches(&s, &out).map_err(|e| bad(e.to_string()))
 }
 
-/// Create the directory of a new table under `storage`.
-///
-/// # Errors
-/// I/O failures.
-pub fn create_dir(storage: &Path, key: &str) -> Result<PathBuf, AdapterError> {
-    crate::zarr_storage::unique_dir(storage, key, ".table")
+/// A new unique name for a table's directory (prefix) in `storage`.
+pub fn new_dir(storage: &Storage, key: &str) -> String {
+    storage.unique_name(key, ".table")
 }
 
-/// Write `batch` as a new segment file of `partition` in `dir`, durably
-/// (temporary name, fsync, rename), and return its path.
+/// Write `batch` as a new segment of `partition` under `dir` in `storage`
+/// (atomically: a local file appears whole or not at all) and return its
+/// name.
 ///
 /// # Errors
 /// I/O or encoding failures.
 pub fn write_segment(
-    dir: &Path,
+    storage: &Storage,
+    dir: &str,
     partition: usize,
     batch: &RecordBatch,
-) -> Result<PathBuf, AdapterError> {
+) -> Result<String, AdapterError> {
     let suffix: u64 = rand::random();
-    let path = dir.join(format!("p{partition}-{suffix:016x}.parquet"));
-    let tmp = dir.join(format!(".p{partition}-{suffix:016x}.parquet.tmp"));
-    let written = (|| {
-        let file = File::create(&tmp).map_err(|e| internal(&tmp, e))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .build();
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))
-            .map_err(|e| internal(&tmp, e))?;
-        writer.write(batch).map_err(|e| internal(&tmp, e))?;
-        let mut file = writer.into_inner().map_err(|e| internal(&tmp, e))?;
-        file.flush().map_err(|e| internal(&tmp, e))?;
-        file.sync_all().map_err(|e| internal(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| internal(&path, e))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| internal(dir, e))
-    })();
-    match written {
-        Ok(()) => Ok(path),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
+    let rel = format!("{dir}/p{partition}-{suffix:016x}.parquet");
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props))
+        .map_err(|e| internal(&rel, e))?;
+    writer.write(batch).map_err(|e| internal(&rel, e))?;
+    writer.close().map_err(|e| internal(&rel, e))?;
+    storage
+        .put(&rel, bytes::Bytes::from(buf))
+        .map_err(|e| internal(&rel, e))?;
+    Ok(rel)
+}
+
+/// Where a segment's bytes are.
+#[derive(Clone, Debug)]
+pub enum SegmentSource {
+    /// A local file (read with positioned reads: only the columns asked).
+    File(PathBuf),
+    /// An object in a storage (fetched whole).
+    Object(Storage, String),
+}
+
+impl SegmentSource {
+    fn label(&self) -> String {
+        match self {
+            SegmentSource::File(p) => p.display().to_string(),
+            SegmentSource::Object(s, rel) => s.uri(rel),
+        }
+    }
+
+    /// Run `f` on a Parquet reader builder over this segment.
+    fn with_builder<T>(
+        &self,
+        f: impl FnOnce(ReaderBuilder) -> Result<T, AdapterError>,
+    ) -> Result<T, AdapterError> {
+        let label = self.label();
+        match self {
+            SegmentSource::File(p) => {
+                let file = File::open(p).map_err(|e| internal(&label, e))?;
+                f(ReaderBuilder::File(
+                    ParquetRecordBatchReaderBuilder::try_new(file)
+                        .map_err(|e| internal(&label, e))?,
+                ))
+            }
+            SegmentSource::Object(s, rel) => {
+                let bytes = s.get(rel).map_err(|e| internal(&label, e))?;
+                f(ReaderBuilder::Bytes(
+                    ParquetRecordBatchReaderBuilder::try_new(bytes)
+                        .map_err(|e| internal(&label, e))?,
+                ))
+            }
         }
     }
 }
 
+/// A Parquet reader builder over a file or bytes.
+enum ReaderBuilder {
+    File(ParquetRecordBatchReaderBuilder<File>),
+    Bytes(ParquetRecordBatchReaderBuilder<bytes::Bytes>),
+}
+
+fn footer<R: ChunkReader + 'static>(b: &ParquetRecordBatchReaderBuilder<R>) -> (usize, usize) {
+    let meta = b.metadata();
+    let rows = usize::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
+    let bytes = meta
+        .row_groups()
+        .iter()
+        .map(|g| usize::try_from(g.total_byte_size()).unwrap_or(0))
+        .sum();
+    (rows, bytes)
+}
+
+fn read_columns<R: ChunkReader + 'static>(
+    builder: ParquetRecordBatchReaderBuilder<R>,
+    names: &[String],
+    label: &str,
+) -> Result<Vec<RecordBatch>, AdapterError> {
+    let builder = builder.with_batch_size(1 << 20);
+    let file_schema = builder.schema().clone();
+    let idx = column_indices(&file_schema, names)?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), idx.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| internal(label, e))?;
+    reader.map(|b| b.map_err(|e| internal(label, e))).collect()
+}
+
 /// One segment file, with what its footer says.
 struct Segment {
-    path: PathBuf,
+    source: SegmentSource,
     rows: usize,
     bytes: usize,
 }
@@ -235,33 +298,33 @@ pub struct SegmentTable {
 }
 
 impl SegmentTable {
-    /// Open a table of `structure` whose partition `i` is the files
-    /// `segments[i]`, in order. Only the files' footers are read.
+    /// Open a table of `structure` whose partition `i` is the segments
+    /// `segments[i]`, in order. Only the segments' footers are read.
     ///
     /// # Errors
-    /// [`AdapterError::Internal`] for a missing or unreadable file.
+    /// [`AdapterError::Internal`] for a missing or unreadable segment.
     pub fn open(
         structure: TableStructure,
-        segments: Vec<Vec<PathBuf>>,
+        segments: Vec<Vec<SegmentSource>>,
     ) -> Result<Self, AdapterError> {
         let schema = structure
             .schema()
             .map_err(|e| AdapterError::Internal(e.to_string()))?;
         let mut partitions = Vec::with_capacity(segments.len());
-        for files in segments {
-            let mut part = Vec::with_capacity(files.len());
-            for path in files {
-                let file = File::open(&path).map_err(|e| internal(&path, e))?;
-                let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-                    .map_err(|e| internal(&path, e))?;
-                let meta = builder.metadata();
-                let rows = usize::try_from(meta.file_metadata().num_rows()).unwrap_or(0);
-                let bytes = meta
-                    .row_groups()
-                    .iter()
-                    .map(|g| usize::try_from(g.total_byte_size()).unwrap_or(0))
-                    .sum();
-                part.push(Segment { path, rows, bytes });
+        for sources in segments {
+            let mut part = Vec::with_capacity(sources.len());
+            for source in sources {
+                let (rows, bytes) = source.with_builder(|b| {
+                    Ok(match &b {
+                        ReaderBuilder::File(b) => footer(b),
+                        ReaderBuilder::Bytes(b) => footer(b),
+                    })
+                })?;
+                part.push(Segment {
+                    source,
+                    rows,
+                    bytes,
+                });
             }
             partitions.push(part);
         }
@@ -290,10 +353,6 @@ impl SegmentTable {
         columns: Option<&[String]>,
         out: &mut Vec<RecordBatch>,
     ) -> Result<(), AdapterError> {
-        let file = File::open(&seg.path).map_err(|e| internal(&seg.path, e))?;
-        let mut builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| internal(&seg.path, e))?
-            .with_batch_size(1 << 20);
         let names: Vec<String> = match columns {
             Some(c) => c.to_vec(),
             None => self
@@ -303,25 +362,26 @@ impl SegmentTable {
                 .map(|f| f.name().clone())
                 .collect(),
         };
-        let file_schema = builder.schema().clone();
-        let idx = column_indices(&file_schema, &names)?;
-        let mask = ProjectionMask::roots(builder.parquet_schema(), idx.iter().copied());
-        builder = builder.with_projection(mask);
-        let reader = builder.build().map_err(|e| internal(&seg.path, e))?;
-        for b in reader {
-            let b = b.map_err(|e| internal(&seg.path, e))?;
-            // Projected columns come in file order; give them as asked,
-            // under the table's schema.
+        let label = seg.source.label();
+        let batches = seg.source.with_builder(|b| match b {
+            ReaderBuilder::File(b) => read_columns(b, &names, &label),
+            ReaderBuilder::Bytes(b) => read_columns(b, &names, &label),
+        })?;
+        // Projected columns come in file order; give them as asked, under
+        // the table's schema.
+        let schema = self.projected_schema(Some(&names))?;
+        let fields: Vec<_> = schema
+            .fields()
+            .iter()
+            .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
+            .collect();
+        let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
+        for b in batches {
             let idx = column_indices(&b.schema(), &names)?;
             let columns = idx.iter().map(|&i| b.column(i).clone()).collect();
-            let schema = self.projected_schema(Some(&names))?;
-            let fields: Vec<_> = schema
-                .fields()
-                .iter()
-                .map(|f| Arc::new(f.as_ref().clone().with_nullable(true)))
-                .collect();
-            let schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-            out.push(RecordBatch::try_new(schema, columns).map_err(|e| internal(&seg.path, e))?);
+            out.push(
+                RecordBatch::try_new(schema.clone(), columns).map_err(|e| internal(&label, e))?,
+            );
         }
         Ok(())
     }
@@ -429,14 +489,27 @@ mod tests {
     #[test]
     fn segments_append_and_read_in_order() {
         let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::parse(tmp.path().to_str().unwrap()).unwrap();
         let b = batch(&[1, 2, 3]);
         let st = TableStructure::from_schema(&b.schema(), 2).unwrap();
         let (st, schema) = validate_structure(&serde_json::to_value(&st).unwrap()).unwrap();
-        let dir = create_dir(tmp.path(), "t").unwrap();
+        let dir = new_dir(&storage, "t");
         let body = decode_body(&ipc_file(&b), &schema).unwrap();
-        let s1 = write_segment(&dir, 0, &body).unwrap();
-        let s2 = write_segment(&dir, 0, &batch(&[4, 5])).unwrap();
-        let t = SegmentTable::open(st, vec![vec![s1, s2], vec![]]).unwrap();
+        let s1 = write_segment(&storage, &dir, 0, &body).unwrap();
+        let s2 = write_segment(&storage, &dir, 0, &batch(&[4, 5])).unwrap();
+        // One segment read as a local file, one through the storage.
+        let local = storage.local_root().unwrap().join(&s1);
+        let t = SegmentTable::open(
+            st,
+            vec![
+                vec![
+                    SegmentSource::File(local),
+                    SegmentSource::Object(storage.clone(), s2),
+                ],
+                vec![],
+            ],
+        )
+        .unwrap();
         assert_eq!(t.partition_rows(0), Some(5));
         assert_eq!(t.partition_rows(1), Some(0));
         let all = t.read_partition(0, None).unwrap();
@@ -449,7 +522,7 @@ mod tests {
         assert_eq!(t.read_partition(1, None).unwrap().num_rows(), 0);
         assert!(t.read_partition(2, None).is_err());
         // No temporary files are left behind.
-        let names: Vec<String> = std::fs::read_dir(&dir)
+        let names: Vec<String> = std::fs::read_dir(storage.local_root().unwrap().join(&dir))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();

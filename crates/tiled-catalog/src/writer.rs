@@ -9,7 +9,6 @@
 //! place (array blocks, extends, partition replacements) are serialised
 //! per node; appends to tables need no lock (each is its own file).
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
@@ -20,7 +19,8 @@ use crate::table_storage::{
     self, DIRECTORY_PARAMETER, PARQUET_MIMETYPE, SEGMENT_PARAMETER, SQL_TABLE_MIMETYPE,
 };
 use crate::zarr_storage::{self, WRITABLE, ZARR_MIMETYPE};
-use crate::{Catalog, DataSource, NewAsset, NewDataSource, NewNode, file_uri, path_of_uri};
+use crate::{Catalog, DataSource, NewAsset, NewDataSource, NewNode};
+use tiled_storage::Storage;
 
 /// Locks that serialise in-place writes to one node (by id, striped).
 const LOCK_STRIPES: usize = 64;
@@ -28,15 +28,16 @@ const LOCK_STRIPES: usize = 64;
 /// Writes into a catalog.
 pub struct CatalogWriter {
     pub catalog: Arc<Catalog>,
-    /// Where new arrays and tables are stored (`--writable-storage`);
-    /// without it only containers can be created.
-    pub storage: Option<PathBuf>,
+    /// Where new arrays and tables are stored (`--writable-storage`: a
+    /// directory or an S3 bucket); without it only containers can be
+    /// created.
+    pub storage: Option<Storage>,
     locks: Vec<Mutex<()>>,
 }
 
 impl CatalogWriter {
     /// A writer into `catalog`, storing new data under `storage`.
-    pub fn new(catalog: Arc<Catalog>, storage: Option<PathBuf>) -> Self {
+    pub fn new(catalog: Arc<Catalog>, storage: Option<Storage>) -> Self {
         CatalogWriter {
             catalog,
             storage,
@@ -54,7 +55,7 @@ impl CatalogWriter {
         }
     }
 
-    fn storage(&self, what: &str) -> Result<&PathBuf, AdapterError> {
+    fn storage(&self, what: &str) -> Result<&Storage, AdapterError> {
         self.storage.as_ref().ok_or_else(|| {
             AdapterError::BadRequest(format!(
                 "creating {what} nodes needs writable storage: start the server with \
@@ -80,10 +81,11 @@ impl CatalogWriter {
         &self,
         parent: &[String],
         node: &NewNode,
-        made: &std::path::Path,
+        storage: &Storage,
+        made: &str,
     ) -> Result<(), AdapterError> {
         if let Err(e) = self.catalog.create_node(parent, node) {
-            zarr_storage::remove_array(made);
+            zarr_storage::remove(storage, made);
             return Err(e.into());
         }
         Ok(())
@@ -106,7 +108,7 @@ impl CatalogWriter {
         let structure =
             serde_json::to_value(&st).map_err(|e| AdapterError::Internal(e.to_string()))?;
         self.check_free(parent, &child.key)?;
-        let dir = zarr_storage::create_array(storage, &child.key, &st)?;
+        let rel = zarr_storage::create_array(storage, &child.key, &st)?;
         let node = NewNode {
             key: child.key.clone(),
             structure_family: StructureFamily::Array,
@@ -120,14 +122,14 @@ impl CatalogWriter {
                 properties: json!({}),
                 management: WRITABLE.into(),
                 assets: vec![NewAsset {
-                    data_uri: file_uri(&dir),
+                    data_uri: storage.uri(&rel),
                     is_directory: true,
                     parameter: Some("data_uri".into()),
                     num: None,
                 }],
             }],
         };
-        self.commit_new(parent, &node, &dir)
+        self.commit_new(parent, &node, storage, &rel)
     }
 
     /// Create a table node backed by a directory of Parquet segments.
@@ -149,7 +151,7 @@ impl CatalogWriter {
         let structure =
             serde_json::to_value(&st).map_err(|e| AdapterError::Internal(e.to_string()))?;
         self.check_free(parent, &child.key)?;
-        let dir = table_storage::create_dir(storage, &child.key)?;
+        let dir = table_storage::new_dir(storage, &child.key);
         let node = NewNode {
             key: child.key.clone(),
             structure_family: StructureFamily::Table,
@@ -163,25 +165,25 @@ impl CatalogWriter {
                 properties: json!({}),
                 management: WRITABLE.into(),
                 assets: vec![NewAsset {
-                    data_uri: file_uri(&dir),
+                    data_uri: storage.uri(&dir),
                     is_directory: true,
                     parameter: Some(DIRECTORY_PARAMETER.into()),
                     num: None,
                 }],
             }],
         };
-        self.commit_new(parent, &node, &dir)
+        self.commit_new(parent, &node, storage, &dir)
     }
 
-    /// The node at `path`, its writable data source of `mimetype`, and the
-    /// local path of that source's `parameter` asset, which must lie
-    /// inside the writable storage.
+    /// The node at `path`, its writable data source of `mimetype`, the
+    /// writable storage, and the name in it of the source's `parameter`
+    /// asset (which must lie in that storage).
     fn writable_source(
         &self,
         path: &[String],
         mimetype: &str,
         parameter: &str,
-    ) -> Result<(i64, DataSource, PathBuf), AdapterError> {
+    ) -> Result<(i64, DataSource, &Storage, String), AdapterError> {
         let id = self
             .catalog
             .node_id(path)?
@@ -199,33 +201,38 @@ impl CatalogWriter {
             .into_iter()
             .find(|s| s.mimetype == mimetype && s.management == WRITABLE)
             .ok_or_else(no_storage)?;
-        let dir = source
+        let storage = self.storage.as_ref().ok_or_else(no_storage)?;
+        let rel = source
             .assets
             .iter()
             .find(|a| a.parameter.as_deref() == Some(parameter))
-            .and_then(|a| path_of_uri(&a.data_uri))
+            .and_then(|a| storage.relative(&a.data_uri))
             .ok_or_else(no_storage)?;
-        let storage = self.storage.as_ref().ok_or_else(no_storage)?;
-        let inside = match (dir.canonicalize(), storage.canonicalize()) {
-            (Ok(d), Ok(s)) => d.starts_with(s),
-            _ => false,
-        };
-        if !inside {
-            return Err(no_storage());
-        }
-        Ok((id, source, dir))
+        Ok((id, source, storage, rel))
     }
 
     fn array_source(
         &self,
         path: &[String],
-    ) -> Result<(i64, PathBuf, tiled_model::structure::ArrayStructure), AdapterError> {
-        let (id, source, dir) = self.writable_source(path, ZARR_MIMETYPE, "data_uri")?;
+    ) -> Result<
+        (
+            i64,
+            zarr_storage::Store,
+            String,
+            tiled_model::structure::ArrayStructure,
+        ),
+        AdapterError,
+    > {
+        let (id, source, storage, rel) = self.writable_source(path, ZARR_MIMETYPE, "data_uri")?;
         let structure = source
             .structure
             .as_ref()
             .ok_or_else(|| AdapterError::Internal("a writable array without a structure".into()))?;
-        Ok((id, dir, zarr_storage::validate_structure(structure)?))
+        let st = zarr_storage::validate_structure(structure)?;
+        let store = storage
+            .zarr_store(&rel)
+            .map_err(|e| AdapterError::Internal(format!("{rel}: {e}")))?;
+        Ok((id, store, rel, st))
     }
 
     /// The wire form of the data sources of the node at `path`.
@@ -325,9 +332,9 @@ impl TreeWriter for CatalogWriter {
         self.catalog.delete_node_checked(path, recursive)?;
         if let Some(storage) = &self.storage {
             for uri in stores {
-                match path_of_uri(&uri) {
-                    Some(p) if p.starts_with(storage) => zarr_storage::remove_array(&p),
-                    _ => tracing::warn!("not removing {uri}: outside the writable storage"),
+                match storage.relative(&uri) {
+                    Some(rel) => zarr_storage::remove(storage, &rel),
+                    None => tracing::warn!("not removing {uri}: outside the writable storage"),
                 }
             }
         }
@@ -340,12 +347,39 @@ impl TreeWriter for CatalogWriter {
         block: Option<&[usize]>,
         bytes: &[u8],
     ) -> Result<(), AdapterError> {
-        let (id, _, _) = self.array_source(path)?;
+        let (id, ..) = self.array_source(path)?;
         let _guard = self.lock(id);
         // Read the structure again under the lock: an extend may have
         // committed a new one meanwhile.
-        let (_, dir, st) = self.array_source(path)?;
-        zarr_storage::write(&dir, &st, block, bytes)
+        let (_, store, rel, st) = self.array_source(path)?;
+        if block.is_some() {
+            // One block is one chunk, which the store replaces atomically.
+            return zarr_storage::write(&store, &rel, &st, block, bytes);
+        }
+        // A whole array is written copy-on-write: a new store, swapped in
+        // by one catalog transaction, so a crash leaves the old or the new
+        // array and never a mix of chunks.
+        let (_, source, storage, _) = self.writable_source(path, ZARR_MIMETYPE, "data_uri")?;
+        let key = path.last().map_or("array", String::as_str);
+        let new_rel = zarr_storage::create_array(storage, key, &st)?;
+        let written = storage
+            .zarr_store(&new_rel)
+            .map_err(|e| AdapterError::Internal(format!("{new_rel}: {e}")))
+            .and_then(|new_store| zarr_storage::write(&new_store, &new_rel, &st, None, bytes));
+        if let Err(e) = written {
+            zarr_storage::remove(storage, &new_rel);
+            return Err(e);
+        }
+        let asset = NewAsset {
+            data_uri: storage.uri(&new_rel),
+            is_directory: true,
+            parameter: Some("data_uri".into()),
+            num: None,
+        };
+        let committed = self
+            .catalog
+            .replace_assets(source.id, "data_uri", None, &asset);
+        settle(storage, committed, &new_rel)
     }
 
     fn patch_array(
@@ -356,10 +390,10 @@ impl TreeWriter for CatalogWriter {
         extend: bool,
         bytes: &[u8],
     ) -> Result<Value, AdapterError> {
-        let (id, _, _) = self.array_source(path)?;
+        let (id, ..) = self.array_source(path)?;
         let _guard = self.lock(id);
-        let (_, dir, st) = self.array_source(path)?;
-        let new = zarr_storage::patch(&dir, &st, offset, shape, extend, bytes)?;
+        let (_, store, rel, st) = self.array_source(path)?;
+        let new = zarr_storage::patch(&store, &rel, &st, offset, shape, extend, bytes)?;
         let value =
             serde_json::to_value(&new).map_err(|e| AdapterError::Internal(e.to_string()))?;
         if new.shape != st.shape {
@@ -375,7 +409,7 @@ impl TreeWriter for CatalogWriter {
         append: bool,
         body: &[u8],
     ) -> Result<(), AdapterError> {
-        let (id, source, dir) =
+        let (id, source, storage, dir) =
             self.writable_source(path, PARQUET_MIMETYPE, DIRECTORY_PARAMETER)?;
         let structure = source
             .structure
@@ -400,9 +434,9 @@ impl TreeWriter for CatalogWriter {
             }
         };
         let batch = table_storage::decode_body(body, &schema)?;
-        let file = table_storage::write_segment(&dir, partition, &batch)?;
+        let file = table_storage::write_segment(storage, &dir, partition, &batch)?;
         let asset = NewAsset {
-            data_uri: file_uri(&file),
+            data_uri: storage.uri(&file),
             is_directory: false,
             parameter: Some(SEGMENT_PARAMETER.into()),
             num: Some(partition as i64),
@@ -413,22 +447,36 @@ impl TreeWriter for CatalogWriter {
                 .map(|()| Vec::new())
         } else {
             let _guard = self.lock(id);
-            self.catalog
-                .replace_assets(source.id, SEGMENT_PARAMETER, partition as i64, &asset)
+            self.catalog.replace_assets(
+                source.id,
+                SEGMENT_PARAMETER,
+                Some(partition as i64),
+                &asset,
+            )
         };
-        match committed {
-            Ok(replaced) => {
-                for uri in replaced {
-                    if let Some(p) = path_of_uri(&uri).filter(|p| p.starts_with(&dir)) {
-                        zarr_storage::remove_array(&p);
-                    }
+        settle(storage, committed, &file)
+    }
+}
+
+/// After the catalog transaction that publishes `written`: on success
+/// remove what it replaced; on failure remove `written` (never published).
+fn settle(
+    storage: &Storage,
+    committed: Result<Vec<String>, crate::CatalogError>,
+    written: &str,
+) -> Result<(), AdapterError> {
+    match committed {
+        Ok(replaced) => {
+            for uri in replaced {
+                if let Some(old) = storage.relative(&uri) {
+                    zarr_storage::remove(storage, &old);
                 }
-                Ok(())
             }
-            Err(e) => {
-                zarr_storage::remove_array(&file);
-                Err(e.into())
-            }
+            Ok(())
+        }
+        Err(e) => {
+            zarr_storage::remove(storage, written);
+            Err(e.into())
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Writable storage for arrays: each array node created through the write
-//! API gets a Zarr v3 store (a directory whose root is the array) under the
-//! server's `--writable-storage` directory, written with `zarrs`. The
-//! catalog's data source points at that directory (`application/x-zarr`,
-//! `{"path": "/"}`), so reads go through the ordinary Zarr opener.
+//! API gets a Zarr v3 store (a directory, or an S3 prefix, whose root is
+//! the array) under the server's writable [`Storage`], written with
+//! `zarrs`. The catalog's data source points at it (`application/x-zarr`,
+//! `{"path": "/"}`, management `writable`) and reads go through
+//! [`WritableArray`], with the catalog's structure as the truth.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -12,8 +12,12 @@ use tiled_adapters::{AdapterError, ArrayAdapter, ArrayData};
 use tiled_model::dtype::{DataType, Endianness, Kind};
 use tiled_model::slice::ResolvedSlice;
 use tiled_model::structure::ArrayStructure;
+use tiled_storage::Storage;
 use zarrs::array::{Array, ArrayBuilder, ArrayBytes, ArraySubset, FillValueMetadata};
-use zarrs::filesystem::FilesystemStore;
+use zarrs::storage::{ReadableWritableListableStorage, ReadableWritableListableStorageTraits};
+
+/// A Zarr store as this module uses it (local or S3).
+pub type Store = ReadableWritableListableStorage;
 
 /// The mimetype of the data sources made here.
 pub const ZARR_MIMETYPE: &str = "application/x-zarr";
@@ -21,8 +25,19 @@ pub const ZARR_MIMETYPE: &str = "application/x-zarr";
 /// The `management` of data sources this server writes.
 pub const WRITABLE: &str = "writable";
 
-fn internal(path: &Path, e: impl std::fmt::Display) -> AdapterError {
-    AdapterError::Internal(format!("{}: {e}", path.display()))
+fn internal(what: &str, e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::Internal(format!("{what}: {e}"))
+}
+
+/// A local Zarr store at `dir` (reading stores of a catalog served without
+/// its writable storage configured).
+///
+/// # Errors
+/// I/O failures.
+pub fn local_store(dir: &std::path::Path) -> Result<Store, AdapterError> {
+    let store = zarrs::filesystem::FilesystemStore::new(dir)
+        .map_err(|e| internal(&dir.display().to_string(), e))?;
+    Ok(Arc::new(store))
 }
 
 /// The structure a client sent, checked: it must tile its shape with
@@ -94,80 +109,64 @@ fn zarr_data_type(dtype: &DataType) -> Result<(String, Value), AdapterError> {
     Ok((name.to_string(), fill))
 }
 
-/// A new directory `<storage>/<key-derived prefix>-<random><suffix>`.
-pub(crate) fn unique_dir(storage: &Path, key: &str, suffix: &str) -> Result<PathBuf, AdapterError> {
-    std::fs::create_dir_all(storage).map_err(|e| internal(storage, e))?;
-    let prefix: String = key
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .take(40)
-        .collect();
-    tempfile::Builder::new()
-        .prefix(&format!("{prefix}-"))
-        .suffix(suffix)
-        .rand_bytes(8)
-        .tempdir_in(storage)
-        .map(tempfile::TempDir::keep)
-        .map_err(|e| internal(storage, e))
-}
-
-/// Create an empty (zero-filled) Zarr v3 array for `st` in a new directory
-/// under `storage`, and return that directory.
+/// Create an empty (zero-filled) Zarr v3 array for `st` under a new
+/// unique name in `storage`, and return that name.
 ///
 /// # Errors
 /// [`AdapterError::BadRequest`] for an unsupported dtype; I/O failures.
 pub fn create_array(
-    storage: &Path,
+    storage: &Storage,
     key: &str,
     st: &ArrayStructure,
-) -> Result<PathBuf, AdapterError> {
+) -> Result<String, AdapterError> {
     let (data_type, fill) = zarr_data_type(&st.data_type)?;
     let shape: Vec<u64> = st.shape.iter().map(|&n| n as u64).collect();
     let chunk_shape = chunk_shape(st);
-    let dir = unique_dir(storage, key, ".zarr")?;
+    let rel = storage.unique_name(key, ".zarr");
     let made = (|| {
-        let store = Arc::new(FilesystemStore::new(&dir).map_err(|e| internal(&dir, e))?);
+        let store = storage.zarr_store(&rel).map_err(|e| internal(&rel, e))?;
         let fill: FillValueMetadata =
-            serde_json::from_value(fill).map_err(|e| internal(&dir, e))?;
+            serde_json::from_value(fill).map_err(|e| internal(&rel, e))?;
         let mut builder = ArrayBuilder::new(shape, chunk_shape, data_type.as_str(), fill);
         if let Some(dims) = &st.dims {
             builder.dimension_names(Some(dims.iter().map(String::as_str)));
         }
-        let array = builder.build(store, "/").map_err(|e| internal(&dir, e))?;
-        array.store_metadata().map_err(|e| internal(&dir, e))
+        let array = builder.build(store, "/").map_err(|e| internal(&rel, e))?;
+        array.store_metadata().map_err(|e| internal(&rel, e))
     })();
     match made {
-        Ok(()) => Ok(dir),
+        Ok(()) => Ok(rel),
         Err(e) => {
-            remove_array(&dir);
+            remove(storage, &rel);
             Err(e)
         }
     }
 }
 
-/// Remove a file or directory this storage made (best effort; a missing
-/// one is fine).
-pub fn remove_array(dir: &Path) {
-    let removed = if dir.is_dir() {
-        std::fs::remove_dir_all(dir)
-    } else {
-        std::fs::remove_file(dir)
-    };
-    match removed {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!("could not remove {}: {e}", dir.display()),
+/// Remove what this storage made under `rel` (best effort; a missing one
+/// is fine).
+pub fn remove(storage: &Storage, rel: &str) {
+    if let Err(e) = storage.delete_prefix(rel) {
+        tracing::warn!("could not remove {rel}: {e}");
     }
 }
 
-/// Write C-order `bytes` into the array stored at `dir`: the whole array
+fn open_array(
+    store: &Store,
+    label: &str,
+) -> Result<Array<dyn ReadableWritableListableStorageTraits>, AdapterError> {
+    Array::open(store.clone(), "/").map_err(|e| internal(label, e))
+}
+
+/// Write C-order `bytes` into the array in `store`: the whole array
 /// (`block` None) or one block of `st`'s chunks.
 ///
 /// # Errors
 /// [`AdapterError::BadRequest`] for a bad block or a length that does not
 /// match; I/O failures.
 pub fn write(
-    dir: &Path,
+    store: &Store,
+    label: &str,
     st: &ArrayStructure,
     block: Option<&[usize]>,
     bytes: &[u8],
@@ -189,11 +188,10 @@ pub fn write(
     if expected == 0 {
         return Ok(());
     }
-    let store = Arc::new(FilesystemStore::new(dir).map_err(|e| internal(dir, e))?);
-    let array = Array::open(store, "/").map_err(|e| internal(dir, e))?;
+    let array = open_array(store, label)?;
     if array.shape().len() != shape.len() {
         return Err(internal(
-            dir,
+            label,
             "the stored array does not match its structure",
         ));
     }
@@ -201,10 +199,10 @@ pub fn write(
         offset.iter().map(|&o| o as u64).collect(),
         shape.iter().map(|&n| n as u64).collect(),
     )
-    .map_err(|e| internal(dir, e))?;
+    .map_err(|e| internal(label, e))?;
     array
         .store_array_subset(&subset, ArrayBytes::from(bytes))
-        .map_err(|e| internal(dir, e))
+        .map_err(|e| internal(label, e))
 }
 
 /// The regular chunk shape of `st` (its first chunk along each axis; at
@@ -235,15 +233,16 @@ fn regular_chunks(shape: &[usize], chunk: &[u64]) -> Vec<Vec<usize>> {
         .collect()
 }
 
-/// Write `bytes` (C order, of `shape`) at `offset` into the array stored at
-/// `dir`, growing it when the region passes its end and `extend` is set,
+/// Write `bytes` (C order, of `shape`) at `offset` into the array in
+/// `store`, growing it when the region passes its end and `extend` is set,
 /// and return the array's new structure (spec §8.2, `PATCH array/full`).
 ///
 /// # Errors
 /// [`AdapterError::Conflict`] when the region passes the end without
 /// `extend`; [`AdapterError::BadRequest`] for a bad offset, shape or length.
 pub fn patch(
-    dir: &Path,
+    store: &Store,
+    label: &str,
     st: &ArrayStructure,
     offset: &[usize],
     shape: &[usize],
@@ -293,8 +292,7 @@ pub fn patch(
         shape: new_shape.clone(),
         ..st.clone()
     };
-    let store = Arc::new(FilesystemStore::new(dir).map_err(|e| internal(dir, e))?);
-    let mut array = Array::open(store, "/").map_err(|e| internal(dir, e))?;
+    let mut array = open_array(store, label)?;
     if array.shape()
         != new_shape
             .iter()
@@ -306,18 +304,18 @@ pub fn patch(
         // the catalog commits the new structure, after the data is written.
         array
             .set_shape(new_shape.iter().map(|&n| n as u64).collect())
-            .map_err(|e| internal(dir, e))?;
-        array.store_metadata().map_err(|e| internal(dir, e))?;
+            .map_err(|e| internal(label, e))?;
+        array.store_metadata().map_err(|e| internal(label, e))?;
     }
     if expected > 0 {
         let subset = ArraySubset::new_with_start_shape(
             start.iter().map(|&o| o as u64).collect(),
             shape.iter().map(|&n| n as u64).collect(),
         )
-        .map_err(|e| internal(dir, e))?;
+        .map_err(|e| internal(label, e))?;
         array
             .store_array_subset(&subset, ArrayBytes::from(bytes))
-            .map_err(|e| internal(dir, e))?;
+            .map_err(|e| internal(label, e))?;
     }
     Ok(new)
 }
@@ -326,20 +324,20 @@ pub fn patch(
 /// is the truth: the store may be larger after an interrupted extend, and
 /// holds raw bits for types Zarr has no name for).
 pub struct WritableArray {
-    array: Array<FilesystemStore>,
+    array: Array<dyn ReadableWritableListableStorageTraits>,
     structure: ArrayStructure,
-    dir: PathBuf,
+    label: String,
 }
 
 impl WritableArray {
-    /// Open the store at `dir` for an array of structure `st`.
+    /// Open `store` (named `label` in messages) for an array of structure
+    /// `st`.
     ///
     /// # Errors
     /// [`AdapterError::Internal`] if the store is missing or does not hold
     /// at least `st`'s shape.
-    pub fn open(dir: &Path, st: ArrayStructure) -> Result<Self, AdapterError> {
-        let store = Arc::new(FilesystemStore::new(dir).map_err(|e| internal(dir, e))?);
-        let array = Array::open(store, "/").map_err(|e| internal(dir, e))?;
+    pub fn open(store: &Store, label: &str, st: ArrayStructure) -> Result<Self, AdapterError> {
+        let array = open_array(store, label)?;
         let fits = array.shape().len() == st.shape.len()
             && array
                 .shape()
@@ -348,14 +346,14 @@ impl WritableArray {
                 .all(|(&stored, &n)| stored >= n as u64);
         if !fits || array.data_type().fixed_size() != Some(st.data_type.itemsize()) {
             return Err(internal(
-                dir,
+                label,
                 "the stored array does not match the catalog's structure",
             ));
         }
         Ok(WritableArray {
             array,
             structure: st,
-            dir: dir.to_path_buf(),
+            label: label.to_string(),
         })
     }
 
@@ -367,12 +365,12 @@ impl WritableArray {
             offset.iter().map(|&o| o as u64).collect(),
             shape.iter().map(|&n| n as u64).collect(),
         )
-        .map_err(|e| internal(&self.dir, e))?;
+        .map_err(|e| internal(&self.label, e))?;
         let bytes: ArrayBytes<'static> = self
             .array
             .retrieve_array_subset(&subset)
-            .map_err(|e| internal(&self.dir, e))?;
-        let bytes = bytes.into_fixed().map_err(|e| internal(&self.dir, e))?;
+            .map_err(|e| internal(&self.label, e))?;
+        let bytes = bytes.into_fixed().map_err(|e| internal(&self.label, e))?;
         Ok(bytes.into_owned())
     }
 }
@@ -420,24 +418,38 @@ mod tests {
     #[test]
     fn create_and_write_blocks() {
         let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::parse(tmp.path().to_str().unwrap()).unwrap();
         let st = validate_structure(&structure(json!([[2, 2], [4, 2]]))).unwrap();
-        let dir = create_array(tmp.path(), "a/b c", &st).unwrap();
-        assert!(dir.starts_with(tmp.path()));
+        let rel = create_array(&storage, "a/b c", &st).unwrap();
+        let store = storage.zarr_store(&rel).unwrap();
         let whole: Vec<u8> = (0..24i32).flat_map(i32::to_le_bytes).collect();
-        write(&dir, &st, None, &whole).unwrap();
+        write(&store, &rel, &st, None, &whole).unwrap();
         let block: Vec<u8> = [100i32, 101, 102, 103]
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        write(&dir, &st, Some(&[1, 1]), &block).unwrap();
-        assert!(write(&dir, &st, Some(&[1, 1]), &block[..4]).is_err());
-        assert!(write(&dir, &st, Some(&[2, 0]), &block).is_err());
-        let store = Arc::new(FilesystemStore::new(&dir).unwrap());
-        let array = Array::open(store, "/").unwrap();
+        write(&store, &rel, &st, Some(&[1, 1]), &block).unwrap();
+        assert!(write(&store, &rel, &st, Some(&[1, 1]), &block[..4]).is_err());
+        assert!(write(&store, &rel, &st, Some(&[2, 0]), &block).is_err());
+        let array = Array::open(store.clone(), "/").unwrap();
         let all = ArraySubset::new_with_start_shape(vec![0, 0], vec![4, 6]).unwrap();
         let got: Vec<i32> = array.retrieve_array_subset(&all).unwrap();
         assert_eq!(got[16..18], [100, 101]);
         assert_eq!(got[22..24], [102, 103]);
         assert_eq!(got[..16], (0..16).collect::<Vec<_>>()[..]);
+        // Grow by one row; without extend the same patch is a conflict.
+        let row: Vec<u8> = (0..6i32).flat_map(|v| (v * 10).to_le_bytes()).collect();
+        assert!(matches!(
+            patch(&store, &rel, &st, &[4], &[1, 6], false, &row),
+            Err(AdapterError::Conflict(_))
+        ));
+        let grown = patch(&store, &rel, &st, &[4], &[1, 6], true, &row).unwrap();
+        assert_eq!(grown.shape, vec![5, 6]);
+        assert_eq!(grown.chunks, vec![vec![2, 2, 1], vec![4, 2]]);
+        let a = WritableArray::open(&store, &rel, grown).unwrap();
+        let last = a.read_block(&[2, 0]).unwrap();
+        assert_eq!(last.shape, vec![1, 4]);
+        remove(&storage, &rel);
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 }

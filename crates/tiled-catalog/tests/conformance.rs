@@ -918,7 +918,10 @@ fn writer_creates_and_writes_zarr_arrays() {
             Err(AdapterError::BadRequest(m)) => assert!(m.contains("--writable-storage"), "{m}"),
             other => panic!("{name}: {other:?}"),
         }
-        let writer = CatalogWriter::new(catalog.clone(), Some(storage.path().to_path_buf()));
+        let writer = CatalogWriter::new(
+            catalog.clone(),
+            Some(tiled_storage::Storage::parse(storage.path().to_str().unwrap()).unwrap()),
+        );
         writer.create(&[], &child).unwrap();
         let id = catalog
             .node_id(std::slice::from_ref(&key))

@@ -176,15 +176,17 @@ struct CatalogArgs {
     /// refused.
     #[arg(long = "readable-storage", value_name = "DIR")]
     readable_storage: Vec<std::path::PathBuf>,
-    /// Where arrays created through the write API are stored (as Zarr);
-    /// with --temp, a `data` directory beside the temporary catalog.
-    /// Without it only containers can be created.
+    /// Where arrays (Zarr) and tables (Parquet) created through the write
+    /// API are stored: a directory, `file:///...` or
+    /// `s3://bucket[/prefix]?endpoint=...&region=...` (credentials from
+    /// AWS_* variables); with --temp, a `data` directory beside the
+    /// temporary catalog. Without it only containers can be created.
     #[arg(
         long = "writable-storage",
-        value_name = "DIR",
+        value_name = "DIR|URI",
         env = "TILED_WRITABLE_STORAGE"
     )]
-    writable_storage: Option<std::path::PathBuf>,
+    writable_storage: Option<String>,
     #[command(flatten)]
     serve: ServeArgs,
 }
@@ -379,19 +381,18 @@ fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
         other => other.to_string(),
     })?;
     let writable = match (&args.writable_storage, catalog.temporary_dir()) {
-        (Some(dir), _) => Some(dir.clone()),
-        (None, Some(temp)) => Some(temp.join("data")),
+        (Some(uri), _) => Some(uri.clone()),
+        (None, Some(temp)) => Some(temp.join("data").display().to_string()),
         (None, None) => None,
     };
     let writable = writable
-        .map(|dir| {
-            std::fs::create_dir_all(&dir)
-                .and_then(|()| dir.canonicalize())
-                .map_err(|e| format!("writable storage {}: {e}", dir.display()))
+        .map(|uri| {
+            tiled_storage::Storage::parse(&uri).map_err(|e| format!("writable storage {uri}: {e}"))
         })
         .transpose()?;
-    if let Some(dir) = &writable {
-        tracing::info!("writable storage: {}", dir.display());
+    if let Some(storage) = &writable {
+        tracing::info!("writable storage: {}", storage.root_uri());
+        catalog.set_writable_storage(storage.clone());
     }
     if !args.readable_storage.is_empty() || writable.is_some() {
         let mut roots = args
@@ -402,7 +403,12 @@ fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
                     .map_err(|e| format!("{}: {e}", d.display()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        roots.extend(writable.iter().cloned());
+        roots.extend(
+            writable
+                .as_ref()
+                .and_then(|s| s.local_root())
+                .map(std::path::Path::to_path_buf),
+        );
         for f in tiled_files::formats() {
             catalog.register_opener(
                 f.mimetype(),
