@@ -55,6 +55,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.timeout(PER_TEST_TIMEOUT))
 
 
+# Files the catalog servers may register (their --readable-storage).
+READABLE_DIR = tempfile.mkdtemp(prefix="tiled-compat-readable-")
+atexit.register(shutil.rmtree, READABLE_DIR, ignore_errors=True)
+
+
 def _tree_args(extra_args) -> list[str]:
     tree = os.environ.get("TILED_COMPAT_TREE", "demo")
     # Catalogs are private by default; the demo is public by default.
@@ -66,7 +71,7 @@ def _tree_args(extra_args) -> list[str]:
         # S3 server scripts/test runs) replaces the temp data directory.
         storage = os.environ.get("TILED_TEST_WRITABLE_STORAGE")
         writable = ["--writable-storage", storage] if storage else []
-        return ["catalog", "--temp", "--demo", *writable, *public]
+        return ["catalog", "--temp", "--demo", *writable, "--readable-storage", READABLE_DIR, *public]
     if tree == "postgres":
         uri = os.environ.get("TILED_TEST_POSTGRES_URI")
         if not uri:
@@ -74,7 +79,8 @@ def _tree_args(extra_args) -> list[str]:
         # Arrays written through the API need somewhere to live.
         storage = tempfile.mkdtemp(prefix="tiled-compat-storage-")
         atexit.register(shutil.rmtree, storage, ignore_errors=True)
-        return ["catalog", uri, "--init", "--demo", "--writable-storage", storage, *public]
+        return ["catalog", uri, "--init", "--demo", "--writable-storage", storage,
+                "--readable-storage", READABLE_DIR, *public]
     pytest.fail(f"unknown TILED_COMPAT_TREE={tree!r}", pytrace=False)
 
 

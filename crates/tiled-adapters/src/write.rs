@@ -129,4 +129,21 @@ pub trait TreeWriter: Send + Sync {
         append: bool,
         body: &[u8],
     ) -> Result<(), AdapterError>;
+
+    /// Register external data: create `child` under `parent` with the data
+    /// source `source` (the wire form, with assets pointing at existing
+    /// files the server may read). Returns the node's data sources in wire
+    /// form.
+    ///
+    /// # Errors
+    /// [`AdapterError::Forbidden`]-like refusals as
+    /// [`AdapterError::BadRequest`] for assets outside the readable
+    /// storage or a mimetype without a reader; else as
+    /// [`TreeWriter::create`].
+    fn register(
+        &self,
+        parent: &[String],
+        child: &NewChild,
+        source: &Value,
+    ) -> Result<Value, AdapterError>;
 }

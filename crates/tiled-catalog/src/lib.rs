@@ -392,6 +392,11 @@ impl Catalog {
         self.writable = Some(storage);
     }
 
+    /// Whether data sources of `mimetype` can be opened here.
+    pub fn can_open(&self, mimetype: &str) -> bool {
+        self.openers.contains_key(mimetype)
+    }
+
     /// Register how data sources of `mimetype` are opened.
     pub fn register_opener(&mut self, mimetype: &str, opener: Arc<dyn Opener>) {
         self.openers.insert(mimetype.to_string(), opener);

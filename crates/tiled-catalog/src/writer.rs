@@ -32,6 +32,8 @@ pub struct CatalogWriter {
     /// directory or an S3 bucket); without it only containers can be
     /// created.
     pub storage: Option<Storage>,
+    /// Directories whose files may be registered (`--readable-storage`).
+    readable: Vec<std::path::PathBuf>,
     locks: Vec<Mutex<()>>,
 }
 
@@ -41,8 +43,16 @@ impl CatalogWriter {
         CatalogWriter {
             catalog,
             storage,
+            readable: Vec::new(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
         }
+    }
+
+    /// Allow registering files under these (canonical) directories.
+    #[must_use]
+    pub fn with_readable_roots(mut self, roots: Vec<std::path::PathBuf>) -> Self {
+        self.readable = roots;
+        self
     }
 
     fn lock(&self, node_id: i64) -> MutexGuard<'_, ()> {
@@ -235,6 +245,15 @@ impl CatalogWriter {
         Ok((id, store, rel, st))
     }
 
+    /// Open the node's data once (checks a registration).
+    fn check_readable(&self, path: &[String], family: StructureFamily) -> Result<(), AdapterError> {
+        let id = self
+            .catalog
+            .node_id(path)?
+            .ok_or_else(|| AdapterError::NotFound(path.join("/")))?;
+        self.catalog.open_data(id, family).map(|_| ())
+    }
+
     /// The wire form of the data sources of the node at `path`.
     fn wire_sources(
         &self,
@@ -283,6 +302,110 @@ impl TreeWriter for CatalogWriter {
         }
         let mut path = parent.to_vec();
         path.push(child.key.clone());
+        self.wire_sources(&path, child.structure_family)
+    }
+
+    fn register(
+        &self,
+        parent: &[String],
+        child: &NewChild,
+        source: &Value,
+    ) -> Result<Value, AdapterError> {
+        let bad = |m: String| AdapterError::BadRequest(m);
+        let mimetype = source
+            .get("mimetype")
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("registering needs the data source's mimetype".into()))?
+            .to_string();
+        if !self.catalog.can_open(&mimetype) {
+            return Err(bad(format!(
+                "no reader for {mimetype:?} here: serve the catalog with --readable-storage \
+                 covering the files, and use a format this server reads"
+            )));
+        }
+        let structure = child
+            .structure
+            .as_ref()
+            .ok_or_else(|| bad("the data source needs a structure".into()))?;
+        match child.structure_family {
+            StructureFamily::Array => {
+                serde_json::from_value::<tiled_model::structure::ArrayStructure>(structure.clone())
+                    .map_err(|e| bad(format!("invalid array structure: {e}")))?;
+            }
+            StructureFamily::Table => {
+                table_storage::validate_structure(structure)?;
+            }
+            other => {
+                return Err(bad(format!(
+                    "registering {} nodes is not supported",
+                    other.as_str()
+                )));
+            }
+        }
+        let assets = source
+            .get("assets")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("registering needs assets".into()))?;
+        let mut new_assets = Vec::with_capacity(assets.len());
+        for a in assets {
+            let uri = a
+                .get("data_uri")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("every asset needs a data_uri".into()))?;
+            // Only files under the readable storage, after resolving links.
+            let inside = crate::path_of_uri(uri)
+                .and_then(|p| p.canonicalize().ok())
+                .is_some_and(|p| self.readable.iter().any(|r| p.starts_with(r)));
+            if !inside {
+                return Err(bad(format!(
+                    "{uri} is not a readable file under this server's readable storage \
+                     (--readable-storage)"
+                )));
+            }
+            new_assets.push(NewAsset {
+                data_uri: uri.to_string(),
+                is_directory: a
+                    .get("is_directory")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                parameter: a
+                    .get("parameter")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                num: a.get("num").and_then(Value::as_i64),
+            });
+        }
+        let node = NewNode {
+            key: child.key.clone(),
+            structure_family: child.structure_family,
+            structure: Some(structure.clone()),
+            metadata: child.metadata.clone(),
+            specs: child.specs.clone(),
+            access_blob: Value::Object(Map::new()),
+            data_sources: vec![NewDataSource {
+                mimetype,
+                parameters: source
+                    .get("parameters")
+                    .cloned()
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| json!({})),
+                properties: source
+                    .get("properties")
+                    .cloned()
+                    .filter(Value::is_object)
+                    .unwrap_or_else(|| json!({})),
+                management: "external".into(),
+                assets: new_assets,
+            }],
+        };
+        self.catalog.create_node(parent, &node)?;
+        let mut path = parent.to_vec();
+        path.push(child.key.clone());
+        // Open it once: a registration the server cannot read is undone.
+        if let Err(e) = self.check_readable(&path, child.structure_family) {
+            let _ = self.catalog.delete_node(&path);
+            return Err(bad(format!("the registered data cannot be read: {e}")));
+        }
         self.wire_sources(&path, child.structure_family)
     }
 

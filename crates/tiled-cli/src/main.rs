@@ -394,15 +394,16 @@ fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
         tracing::info!("writable storage: {}", storage.root_uri());
         catalog.set_writable_storage(storage.clone());
     }
-    if !args.readable_storage.is_empty() || writable.is_some() {
-        let mut roots = args
-            .readable_storage
-            .iter()
-            .map(|d| {
-                d.canonicalize()
-                    .map_err(|e| format!("{}: {e}", d.display()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+    let readable = args
+        .readable_storage
+        .iter()
+        .map(|d| {
+            d.canonicalize()
+                .map_err(|e| format!("{}: {e}", d.display()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !readable.is_empty() || writable.is_some() {
+        let mut roots = readable.clone();
         roots.extend(
             writable
                 .as_ref()
@@ -441,7 +442,10 @@ fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
         tiled_catalog::CatalogContainer::root_node(catalog.clone()).map_err(|e| e.to_string())?;
     Ok((
         root,
-        Arc::new(tiled_catalog::writer::CatalogWriter::new(catalog, writable)),
+        Arc::new(
+            tiled_catalog::writer::CatalogWriter::new(catalog, writable)
+                .with_readable_roots(readable),
+        ),
     ))
 }
 

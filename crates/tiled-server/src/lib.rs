@@ -294,7 +294,9 @@ async fn route(
         return routes::about(&app, &req);
     };
     let (name, node_path): (String, &[String]) = match first.as_str() {
-        "metadata" | "search" | "distinct" | "revisions" => (first.clone(), &segments[1..]),
+        "metadata" | "search" | "distinct" | "revisions" | "register" => {
+            (first.clone(), &segments[1..])
+        }
         "array" | "table" | "dataframe" | "container" | "node" => match segments.get(1) {
             // `dataframe` is the seed's (and old upstream's) name for tables.
             Some(sub) => (
@@ -311,7 +313,7 @@ async fn route(
     let access = app.config.auth.authenticate(&req.headers, &req.params)?;
     // POST elsewhere is a read (column selection in the body).
     let reading = matches!(req.method, Method::GET | Method::HEAD)
-        || (req.method == Method::POST && name != "metadata");
+        || (req.method == Method::POST && name != "metadata" && name != "register");
     let writing = !reading;
     if writing && access != auth::Access::Full {
         return Err(ApiError::Unauthorized {

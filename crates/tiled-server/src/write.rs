@@ -29,6 +29,7 @@ pub fn is_write(route: &str, method: &Method) -> bool {
             "metadata",
             &Method::POST | &Method::PATCH | &Method::PUT | &Method::DELETE
         ) | ("revisions", &Method::DELETE)
+            | ("register", _)
             | ("array/full", &Method::PUT | &Method::PATCH)
             | ("array/block", &Method::PUT)
             | ("table/full" | "node/full", &Method::PUT)
@@ -47,7 +48,8 @@ pub fn dispatch(
     path: &[String],
 ) -> Result<Response, ApiError> {
     match (route, &req.method) {
-        ("metadata", &Method::POST) => create(app, req, path),
+        ("metadata", &Method::POST) => create(app, req, path, false),
+        ("register", &Method::POST) => create(app, req, path, true),
         ("metadata", &Method::PATCH) => update(app, req, path, false),
         ("metadata", &Method::PUT) => update(app, req, path, true),
         ("metadata", &Method::DELETE) => delete(app, req, path),
@@ -132,7 +134,12 @@ struct CreateBody {
 ///
 /// # Errors
 /// 404 missing parent, 409 taken key, 422 bad body, 400 unsupported family.
-pub fn create(app: &App, req: &Request, parent: &[String]) -> Result<Response, ApiError> {
+pub fn create(
+    app: &App,
+    req: &Request,
+    parent: &[String],
+    register: bool,
+) -> Result<Response, ApiError> {
     let w = writer(app)?;
     let b: CreateBody = body(req)?;
     let family = StructureFamily::parse(&b.structure_family)
@@ -152,14 +159,17 @@ pub fn create(app: &App, req: &Request, parent: &[String]) -> Result<Response, A
                     b.data_sources.len()
                 )));
             };
-            if source
+            let has_assets = source
                 .get("assets")
                 .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty())
-            {
-                return Err(ApiError::BadRequest(
-                    "registering external assets is not supported yet".into(),
-                ));
+                .is_some_and(|a| !a.is_empty());
+            if has_assets != register {
+                return Err(ApiError::BadRequest(if register {
+                    "registering needs a data source with assets".into()
+                } else {
+                    "data sources with assets are registered with POST /api/v1/register/{path}"
+                        .into()
+                }));
             }
             let mimetype = match source.get("mimetype") {
                 None | Some(Value::Null) => None,
@@ -197,7 +207,12 @@ pub fn create(app: &App, req: &Request, parent: &[String]) -> Result<Response, A
     };
     // A missing parent is a 404 (as the route's other methods).
     resolve(&app.root, parent)?;
-    let data_sources = w.create(parent, &child)?;
+    let data_sources = if register {
+        let source = b.data_sources.first().cloned().unwrap_or(Value::Null);
+        w.register(parent, &child, &source)?
+    } else {
+        w.create(parent, &child)?
+    };
     let mut path = parent.to_vec();
     path.push(key.clone());
     let node = resolve(&app.root, &path)?;
