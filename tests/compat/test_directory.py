@@ -363,15 +363,45 @@ def test_register_then_serve_catalog(served, tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "registered" in r.stderr
-    r = subprocess.run([str(TILED_BIN), "register", "http://127.0.0.1:1/api", str(d)],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode != 0 and "database URI" in r.stderr, r.stderr
     server = Server(["--public"], tree_args=["catalog", uri, "--readable-storage", str(d)])
     try:
         c = from_uri(server.url)["files"]
         assert set(c) == EXPECTED_TOP
         np.testing.assert_array_equal(c["matrix"].read(), np.load(d / "matrix.npy"))
         pd.testing.assert_frame_equal(c["table"].read(), pd.read_csv(d / "table.csv"), check_dtype=False)
+    finally:
+        server.stop()
+
+
+def test_register_through_a_running_server(served):
+    """`tiled register http://server DIR`: the same walk, posted to the
+    server's write API (`/register`), which serves the files from its
+    readable storage."""
+    import subprocess
+
+    from conftest import TILED_BIN
+    from tiled.client import from_uri
+
+    d = served["dir"]
+    key = "s3cretregister"
+    server = Server(["--private", "--api-key", key],
+                    tree_args=["catalog", "--temp", "--readable-storage", str(d)])
+    try:
+        env = {k: v for k, v in os.environ.items() if k != "TILED_API_KEY"}
+        r = subprocess.run([str(TILED_BIN), "register", server.url, str(d), "--prefix", "files"],
+                           capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode != 0 and "API key" in r.stderr, r.stderr
+        r = subprocess.run([str(TILED_BIN), "register", server.url, str(d), "--prefix", "files",
+                            "--api-key", key], capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr
+        c = from_uri(server.url, api_key=key)["files"]
+        assert set(c) == EXPECTED_TOP
+        np.testing.assert_array_equal(c["matrix"].read(), np.load(d / "matrix.npy"))
+        pd.testing.assert_frame_equal(c["table"].read(), pd.read_csv(d / "table.csv"), check_dtype=False)
+        assert set(c["book"]) == {"first", "second"}
+        assert "error" in c["broken"].metadata
+        np.testing.assert_array_equal(c["sub"]["img_"].read(),
+                                      served["client"]["sub"]["img_"].read())
     finally:
         server.stop()
 

@@ -323,18 +323,23 @@ impl TreeWriter for CatalogWriter {
                  covering the files, and use a format this server reads"
             )));
         }
-        let structure = child
-            .structure
-            .as_ref()
-            .ok_or_else(|| bad("the data source needs a structure".into()))?;
+        let need_structure = || {
+            child
+                .structure
+                .as_ref()
+                .ok_or_else(|| bad("the data source needs a structure".into()))
+        };
         match child.structure_family {
             StructureFamily::Array => {
-                serde_json::from_value::<tiled_model::structure::ArrayStructure>(structure.clone())
-                    .map_err(|e| bad(format!("invalid array structure: {e}")))?;
+                serde_json::from_value::<tiled_model::structure::ArrayStructure>(
+                    need_structure()?.clone(),
+                )
+                .map_err(|e| bad(format!("invalid array structure: {e}")))?;
             }
             StructureFamily::Table => {
-                table_storage::validate_structure(structure)?;
+                table_storage::validate_structure(need_structure()?)?;
             }
+            StructureFamily::Container => {}
             other => {
                 return Err(bad(format!(
                     "registering {} nodes is not supported",
@@ -378,7 +383,7 @@ impl TreeWriter for CatalogWriter {
         let node = NewNode {
             key: child.key.clone(),
             structure_family: child.structure_family,
-            structure: Some(structure.clone()),
+            structure: child.structure.clone(),
             metadata: child.metadata.clone(),
             specs: child.specs.clone(),
             access_blob: Value::Object(Map::new()),

@@ -3,6 +3,8 @@
 //! `tiled serve demo` serves the generated demo tree; later subcommands
 //! (catalog, directory, config, register, login) follow upstream's names.
 
+mod remote;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -44,9 +46,12 @@ enum Command {
 #[derive(Args)]
 struct RegisterArgs {
     /// The catalog: `sqlite:///path.db` or `postgresql://...` (created if
-    /// new). Registering through a running server's HTTP API comes with
-    /// the write API.
+    /// new), or a running server `http(s)://host:port` (its write API; the
+    /// files must lie in the server's --readable-storage).
     uri: String,
+    /// API key for an `http(s)://` server (needs write access).
+    #[arg(long, env = "TILED_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
     /// The directory to register.
     path: std::path::PathBuf,
     /// Register under this container path (`a/b`), created if missing.
@@ -452,20 +457,23 @@ fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
 /// `tiled register URI PATH`: walk PATH into the catalog at URI (and keep
 /// watching with --watch).
 fn register(args: &RegisterArgs) -> Result<(), String> {
-    if args.uri.starts_with("http://") || args.uri.starts_with("https://") {
-        return Err(format!(
-            "{}: registering through a server's HTTP API is not available yet; give the catalog's \
-             database URI (sqlite:///path.db or postgresql://...)",
-            args.uri
-        ));
-    }
     let dir = args
         .path
         .canonicalize()
         .map_err(|e| format!("{}: {e}", args.path.display()))?;
-    let catalog = Arc::new(
-        tiled_catalog::Catalog::open(&catalog_uri(&args.uri)?, true).map_err(|e| e.to_string())?,
-    );
+    let remote = args.uri.starts_with("http://") || args.uri.starts_with("https://");
+    let sink: Arc<dyn tiled_files::walk::NodeSink> = if remote {
+        Arc::new(remote::HttpSink::new(
+            &args.uri,
+            args.api_key.clone(),
+            tokio::runtime::Handle::current(),
+        ))
+    } else {
+        Arc::new(
+            tiled_catalog::Catalog::open(&catalog_uri(&args.uri)?, true)
+                .map_err(|e| e.to_string())?,
+        )
+    };
     let prefix: Vec<String> = args
         .prefix
         .split('/')
@@ -482,13 +490,13 @@ fn register(args: &RegisterArgs) -> Result<(), String> {
             access_blob: serde_json::json!({}),
             data_sources: vec![],
         };
-        match catalog.create_node(&prefix[..depth], &node) {
-            Ok(_) | Err(tiled_catalog::CatalogError::Conflict(_)) => {}
+        match sink.create_node(&prefix[..depth], &node) {
+            Ok(()) | Err(tiled_catalog::CatalogError::Conflict(_)) => {}
             Err(e) => return Err(e.to_string()),
         }
     }
     let formats = tiled_files::formats();
-    let walker = tiled_files::walk::Walker::new(catalog, &formats, &dir, args.walk.options()?)
+    let walker = tiled_files::walk::Walker::new(sink, &formats, &dir, args.walk.options()?)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let r = walker.register(&prefix).map_err(|e| e.to_string())?;
     eprintln!(

@@ -84,9 +84,35 @@ fn sequence_of(name: &str) -> Option<(String, u128, &'static str)> {
     Some((prefix.to_string(), number, kind))
 }
 
+/// Where a walk puts the nodes it finds: a catalog, or a running server's
+/// HTTP API (`tiled register http://...`).
+pub trait NodeSink: Send + Sync {
+    /// Create `node` under the container at `parent`.
+    ///
+    /// # Errors
+    /// [`CatalogError::Conflict`] for a taken key; others as the sink's.
+    fn create_node(&self, parent: &[String], node: &NewNode) -> Result<(), CatalogError>;
+
+    /// Delete the node at `path` and everything below it.
+    ///
+    /// # Errors
+    /// [`CatalogError::NotFound`] for a missing node; others as the sink's.
+    fn delete_node(&self, path: &[String]) -> Result<(), CatalogError>;
+}
+
+impl NodeSink for Catalog {
+    fn create_node(&self, parent: &[String], node: &NewNode) -> Result<(), CatalogError> {
+        Catalog::create_node(self, parent, node).map(|_| ())
+    }
+
+    fn delete_node(&self, path: &[String]) -> Result<(), CatalogError> {
+        Catalog::delete_node(self, path)
+    }
+}
+
 /// Registers directory trees in a catalog.
 pub struct Walker {
-    catalog: Arc<Catalog>,
+    catalog: Arc<dyn NodeSink>,
     formats: HashMap<String, Arc<dyn FileFormat>>,
     root: PathBuf,
     options: WalkOptions,
@@ -155,7 +181,7 @@ impl Walker {
     /// # Errors
     /// I/O errors resolving `root`.
     pub fn new(
-        catalog: Arc<Catalog>,
+        catalog: Arc<dyn NodeSink>,
         formats: &[Arc<dyn FileFormat>],
         root: &Path,
         options: WalkOptions,
@@ -452,6 +478,13 @@ impl Walker {
             Err(CatalogError::Conflict(_)) => {
                 tracing::warn!("skipping {:?} under {parent:?}: the key is taken", node.key);
                 report.skipped += 1;
+                Ok(false)
+            }
+            // A server refusing one node (e.g. a file it cannot read) does
+            // not stop the walk.
+            Err(CatalogError::BadRequest(m)) => {
+                tracing::warn!("skipping {:?} under {parent:?}: {m}", node.key);
+                report.errors += 1;
                 Ok(false)
             }
             Err(e) => Err(e),

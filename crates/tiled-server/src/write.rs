@@ -144,13 +144,13 @@ pub fn create(
     let b: CreateBody = body(req)?;
     let family = StructureFamily::parse(&b.structure_family)
         .map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    if family == StructureFamily::Container && !b.data_sources.is_empty() {
+    if family == StructureFamily::Container && !b.data_sources.is_empty() && !register {
         return Err(ApiError::Unprocessable(
             "containers are created without data sources".into(),
         ));
     }
     let (structure, mimetype) = match family {
-        StructureFamily::Container => (None, None),
+        StructureFamily::Container if !register => (None, None),
         _ => {
             let [source] = b.data_sources.as_slice() else {
                 return Err(ApiError::Unprocessable(format!(
@@ -182,6 +182,8 @@ pub fn create(
             };
             match source.get("structure") {
                 Some(v) if !v.is_null() => (Some(v.clone()), mimetype),
+                // Registered containers (an HDF5 file's root) have none.
+                _ if family == StructureFamily::Container => (None, mimetype),
                 _ => {
                     return Err(ApiError::Unprocessable(
                         "the data source needs a structure".into(),
