@@ -113,7 +113,7 @@ def test_write_array_dask_chunks(writer):
     np.testing.assert_array_equal(node.read(), arr)
 
 
-def test_refusals_over_http(private_server, writer):
+def test_refusals_over_http(private_server, public_server, writer):
     api = private_server.api
     h = {"Authorization": f"Apikey {API_KEY}"}
     key = fresh_key()
@@ -134,6 +134,10 @@ def test_refusals_over_http(private_server, writer):
         headers={"Content-Type": "application/octet-stream"},
     )
     assert r.status_code == 401, r.text
+    # Anonymous readers of a public catalog are told the scope a write needs.
+    r = httpx.put(f"{public_server.api}/array/full/{key}", content=b"\x00" * 24,
+                  headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 401 and "write:data" in r.json()["detail"], r.text
     # The right length works and answers null.
     data = np.array([5, 4, 3, 2, 1, 0], dtype="int32")
     r = httpx.put(f"{api}/array/full/{key}", content=data.tobytes(), headers=octet)
@@ -214,7 +218,12 @@ def test_deleting_an_array_removes_its_store(private_server, writer):
         uris += [a["data_uri"] for a in source["assets"]]
     assert any("zarr" in u for u in uris) and any("parquet" in u for u in uris)
     assert all(stored_objects(u) for u in uris if "parquet" in u or "zarr" in u)
-    writer[key].delete(recursive=True)
+    # As upstream: deleting data the server stores needs external_only=False
+    # (the client sends external_only=True by default) → 409 otherwise.
+    with pytest.raises(Exception, match="external_only=False"):
+        writer[key].delete(recursive=True)
+    assert key in writer and all(stored_objects(u) for u in uris if "zarr" in u)
+    writer[key].delete(recursive=True, external_only=False)
     assert key not in writer
     assert not any(stored_objects(u) for u in uris)
 

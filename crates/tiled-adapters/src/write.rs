@@ -76,12 +76,20 @@ pub trait TreeWriter: Send + Sync {
     fn delete_revision(&self, path: &[String], number: i64) -> Result<(), AdapterError>;
 
     /// Delete the node at `path` (and, with `recursive`, all below it).
+    /// With `external_only` (upstream's default), refuse when that would
+    /// delete data the server itself stores.
     ///
     /// # Errors
     /// [`AdapterError::NotFound`] for a missing node,
     /// [`AdapterError::Conflict`] for a non-empty container without
-    /// `recursive`, [`AdapterError::BadRequest`] for the root.
-    fn delete(&self, path: &[String], recursive: bool) -> Result<(), AdapterError>;
+    /// `recursive` or internally-managed data with `external_only`,
+    /// [`AdapterError::BadRequest`] for the root.
+    fn delete(
+        &self,
+        path: &[String],
+        recursive: bool,
+        external_only: bool,
+    ) -> Result<(), AdapterError>;
 
     /// Write C-order `bytes` into the array at `path`: the whole array
     /// (`block` None) or one block of its chunks.

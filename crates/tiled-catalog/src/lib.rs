@@ -1163,7 +1163,7 @@ impl Catalog {
     /// [`CatalogError::NotFound`] for a missing node;
     /// [`CatalogError::BadRequest`] for the root.
     pub fn delete_node(&self, path: &[String]) -> Result<(), CatalogError> {
-        self.delete_node_checked(path, true)
+        self.delete_node_checked(path, true, false)
     }
 
     /// Delete the node at `path`; without `recursive`, only if it has no
@@ -1176,6 +1176,7 @@ impl Catalog {
         &self,
         path: &[String],
         recursive: bool,
+        external_only: bool,
     ) -> Result<(), CatalogError> {
         if path.is_empty() {
             return Err(CatalogError::BadRequest(
@@ -1207,6 +1208,29 @@ impl Catalog {
                      and everything below it."
                         .into(),
                 ));
+            }
+            if external_only {
+                let internal = c.query(
+                    &format!(
+                        "SELECT 1 FROM nodes n JOIN data_sources d ON d.node_id = n.id \
+                         WHERE d.management <> 'external' AND (n.path = {p} OR \
+                         substr(n.path, 1, length({q})) = {q}) LIMIT 1",
+                        p = self.p(1, ""),
+                        q = self.p(2, "")
+                    ),
+                    &[
+                        Param::Text(path.join("/")),
+                        Param::Text(format!("{}/", path.join("/"))),
+                    ],
+                )?;
+                if !internal.is_empty() {
+                    return Err(CatalogError::Conflict(
+                        "Some items in this tree are internally managed. Deleting the records \
+                         will also delete the underlying data files. If you want to delete \
+                         them, pass external_only=False."
+                            .into(),
+                    ));
+                }
             }
             let parent_id = parent.int(0)?;
             // The subtree's assets go too, unless a node outside it shares

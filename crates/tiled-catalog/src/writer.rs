@@ -453,11 +453,17 @@ impl TreeWriter for CatalogWriter {
         Ok(self.catalog.delete_revision(path, number)?)
     }
 
-    fn delete(&self, path: &[String], recursive: bool) -> Result<(), AdapterError> {
+    fn delete(
+        &self,
+        path: &[String],
+        recursive: bool,
+        external_only: bool,
+    ) -> Result<(), AdapterError> {
         // The files this server wrote go with their nodes, after the
         // nodes are gone (a failed delete leaves both in place).
         let stores = self.catalog.writable_assets_under(path)?;
-        self.catalog.delete_node_checked(path, recursive)?;
+        self.catalog
+            .delete_node_checked(path, recursive, external_only)?;
         if let Some(storage) = &self.storage {
             for uri in stores {
                 match storage.relative(&uri) {

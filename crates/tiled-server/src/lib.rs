@@ -316,10 +316,16 @@ async fn route(
         || (req.method == Method::POST && name != "metadata" && name != "register");
     let writing = !reading;
     if writing && access != auth::Access::Full {
+        let needed: Vec<String> = write::required_scopes(&name, &req.method)
+            .iter()
+            .map(|s| format!("'{s}'"))
+            .collect();
         return Err(ApiError::Unauthorized {
-            detail: "Not enough permissions. Requires scopes ['write:metadata']. \
-                     Request had scopes ['read:metadata', 'read:data']"
-                .into(),
+            detail: format!(
+                "Not enough permissions. Requires scopes [{}]. \
+                 Request had scopes ['read:metadata', 'read:data']",
+                needed.join(", ")
+            ),
             challenge: true,
         });
     }

@@ -37,6 +37,19 @@ pub fn is_write(route: &str, method: &Method) -> bool {
     )
 }
 
+/// The scopes upstream requires for a write (named in 401 answers; the
+/// single-user API key holds them all).
+pub fn required_scopes(route: &str, method: &Method) -> &'static [&'static str] {
+    match (route, method) {
+        ("metadata", &Method::POST) => &["write:metadata", "create:node"],
+        ("register", _) => &["write:metadata", "create:node", "register"],
+        ("metadata", &Method::DELETE) => &["delete:node", "delete:revision"],
+        ("revisions", &Method::DELETE) => &["delete:revision"],
+        ("metadata", _) => &["write:metadata"],
+        _ => &["write:data"],
+    }
+}
+
 /// Run the write [`is_write`] accepted (on a blocking thread).
 ///
 /// # Errors
@@ -489,7 +502,11 @@ fn parse_block(text: &str) -> Result<Vec<usize>, ApiError> {
 pub fn delete(app: &App, req: &Request, path: &[String]) -> Result<Response, ApiError> {
     let w = writer(app)?;
     resolve(&app.root, path)?;
-    w.delete(path, req.params.bool("recursive", false)?)?;
+    w.delete(
+        path,
+        req.params.bool("recursive", false)?,
+        req.params.bool("external_only", true)?,
+    )?;
     document(&req.headers, &Value::Null)
 }
 
