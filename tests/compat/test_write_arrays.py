@@ -341,3 +341,64 @@ def test_every_dtype_round_trips(writer, arr):
     assert got.dtype == arr.dtype
     np.testing.assert_array_equal(got, arr.reshape(3, 4))
     np.testing.assert_array_equal(node[1:, ::2], arr.reshape(3, 4)[1:, ::2])
+
+
+def test_concurrent_writers_never_interleave(writer):
+    """8 threads overwrite the same array (whole, and block by block) at
+    once: the result is always one writer's array, never a mix."""
+    import threading
+
+    key = fresh_key()
+    shape = (64, 64)
+    x = writer.write_array(np.zeros(shape), key=key)
+    from tiled.structures.array import ArrayStructure
+    from tiled.structures.core import StructureFamily
+    from tiled.structures.data_source import DataSource
+
+    errors = []
+
+    def whole(w):
+        try:
+            for i in range(5):
+                x.write(np.full(shape, float(w * 100 + i)))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=whole, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    got = writer[key].read()
+    assert len(np.unique(got)) == 1, np.unique(got)
+
+    # Blocks: each writer fills every block with its own value; every block
+    # ends whole (one writer's), since a block is replaced atomically.
+    key = fresh_key()
+    arr = np.zeros((4, 4), dtype="int32")
+    y = writer.new(
+        StructureFamily.array,
+        [DataSource(structure=ArrayStructure.from_array(arr, chunks=((2, 2), (2, 2))),
+                    structure_family=StructureFamily.array)],
+        key=key,
+    )
+
+    def blocks(w):
+        try:
+            for b in [(0, 0), (0, 1), (1, 0), (1, 1)] * 3:
+                y.write_block(np.full((2, 2), w + 1, dtype="int32"), block=b)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=blocks, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    got = writer[key].read()
+    for i in (0, 2):
+        for j in (0, 2):
+            block = got[i : i + 2, j : j + 2]
+            assert len(np.unique(block)) == 1 and block[0, 0] > 0, got
