@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """SIGKILL crash test for the write path of `tiled serve catalog`.
 
-Writers hammer a catalog server (SQLite catalog + Zarr writable storage)
-with raw HTTP writes while the server is SIGKILLed at random moments and
-restarted on the same files. After every restart (and fully at the end)
+Writers hammer a catalog server (SQLite catalog + writable storage: Zarr
+arrays, tables as Parquet segments) with raw HTTP writes while the server
+is SIGKILLed at random moments and restarted on the same files. After every restart (and fully at the end)
 the state read back is checked against a ledger of the writes the server
 acknowledged (a 2xx response arrived) and of the writes that were in flight
 at the kill (outcome unknown: either state is accepted).
@@ -74,8 +74,8 @@ OP_WEIGHTS = {
     "meta_put": 6,
     "delete_array": 3,
     "delete_container": 2,
-    "create_table": 4,
-    "append": 22,
+    "create_table": 3,
+    "append": 26,
     "replace_partition": 4,
     "delete_table": 1,
 }
@@ -287,6 +287,7 @@ class Ledger:
         self.lock = threading.Lock()
         self.nodes: dict[str, Node] = {}
         self.readopt: dict[int, list] = defaultdict(list)  # writer -> settled tables to use again
+        self.readopted = 0
         self.stats = Counter()  # (kind, outcome) counts
         self.failures: list[dict] = []
         self.findings: list[dict] = []  # non-fatal (mixed chunks)
@@ -477,6 +478,7 @@ class Writer(threading.Thread):
         self.seq = 0
         self.arrays: list[str] = []  # usable arrays this writer owns
         self.containers: list[str] = []  # usable containers this writer owns (all at the root)
+        self.tables: list[str] = []  # usable tables this writer owns
         self.follow_up: str | None = None  # an array just created: PUT its full bytes next
         self.error: str | None = None
 
@@ -525,9 +527,12 @@ class Writer(threading.Thread):
         for k, w in OP_WEIGHTS.items():
             if k in ("put_full", "put_block", "delete_array") and not self.arrays:
                 continue
-            if k in ("meta_merge", "meta_jsonpatch", "meta_put") and not (self.arrays or self.containers):
+            if k in ("meta_merge", "meta_jsonpatch", "meta_put") and not (
+                    self.arrays or self.containers or self.tables):
                 continue
             if k == "delete_container" and not self.containers:
+                continue
+            if k in ("append", "replace_partition", "delete_table") and not self.tables:
                 continue
             kinds.append(k)
             weights.append(w)
@@ -547,7 +552,22 @@ class Writer(threading.Thread):
             return "acked", r
         return "rejected", r
 
+    def readopt_tables(self):
+        """Take up again the tables whose unknown write a verification has
+        settled (the writers are paused while it runs)."""
+        L = self.ledger
+        with L.lock:
+            paths = L.readopt.pop(self.wid, [])
+        for p in paths:
+            n = L.nodes[p]
+            if n.exists and not n.broken and not n.pending and p not in self.tables:
+                n.usable = True
+                self.tables.append(p)
+                with L.lock:
+                    L.readopted += 1
+
     def one_op(self, client, gen):
+        self.readopt_tables()
         kind = self.pick_kind()
         self.seq += 1
         seq, wid = self.seq, self.wid
@@ -613,8 +633,62 @@ class Writer(threading.Thread):
             outcome, r = self.send(client, "PUT", url, params=params, content=data.tobytes(),
                                    headers={"Content-Type": OCTET})
             self.settle_op(node, op, outcome, r, kind)
+        elif kind == "create_table":
+            nparts = 2 if self.rng.random() < 0.75 else 1
+            parent = self.rng.choice(self.containers) if self.containers and self.rng.random() < 0.4 else ""
+            key = f"t_w{wid}_{seq}"
+            path = f"{parent}/{key}" if parent else key
+            md = Payloads.create_meta(wid, seq, "table")
+            node = Node(path=path, family="table", owner=wid, npartitions=nparts)
+            node.parts = [[] for _ in range(nparts)]
+            op = PendingOp("create", wid, seq, False, gen, payload=md)
+            node.pending.append(op)
+            L.add_node(node)
+            body = {
+                "id": key, "structure_family": "table", "metadata": md, "specs": [], "access_tags": None,
+                "data_sources": [{
+                    "structure_family": "table",
+                    "structure": {"arrow_schema": TABLE_SCHEMA_URI, "npartitions": nparts,
+                                  "columns": TABLE_COLUMNS, "resizable": False},
+                    "id": None, "mimetype": "application/x-tiled-sql-table", "parameters": {},
+                    "properties": {}, "assets": [], "management": "writable",
+                }],
+            }
+            outcome, r = self.send(client, "POST", f"/metadata/{parent}", json=body)
+            self.settle_op(node, op, outcome, r, kind)
+            if outcome == "acked":
+                node.usable = True
+                self.tables.append(path)
+        elif kind in ("append", "replace_partition"):
+            path = self.rng.choice(self.tables)
+            node = L.nodes[path]
+            part = self.rng.randrange(node.npartitions)
+            # Bodies of one or several record batches (same rows).
+            body = self.payloads.table_body(wid, seq, self.rng.choice([None, None, 1, 7, 64]))
+            params = {"partition": part}
+            if kind == "append":
+                method, url = "PATCH", f"/table/partition/{path}"
+            elif node.npartitions == 1 and self.rng.random() < 0.5:
+                method, url, params, kind = "PUT", f"/table/full/{path}", None, "replace_full"
+            else:
+                method, url = "PUT", f"/table/partition/{path}"
+            op = PendingOp("append" if kind == "append" else "replace", wid, seq, False, gen, partition=part)
+            node.pending.append(op)
+            node.written[part].add(seq)
+            outcome, r = self.send(client, method, url, params=params, content=body,
+                                   headers={"Content-Type": ARROW_FILE})
+            self.settle_op(node, op, outcome, r, kind)
+        elif kind == "delete_table":
+            path = self.rng.choice(self.tables)
+            node = L.nodes[path]
+            op = PendingOp("delete", wid, seq, False, gen)
+            node.pending.append(op)
+            self.tables.remove(path)
+            node.usable = False
+            outcome, r = self.send(client, "DELETE", f"/metadata/{path}")
+            self.settle_op(node, op, outcome, r, kind)
         elif kind in ("meta_merge", "meta_jsonpatch", "meta_put"):
-            path = self.rng.choice(self.arrays + self.containers)
+            path = self.rng.choice(self.arrays + self.containers + self.tables)
             node = L.nodes[path]
             if kind == "meta_merge":
                 payload = Payloads.merge(wid, seq)
@@ -650,6 +724,8 @@ class Writer(threading.Thread):
                 child = L.nodes[cpath]
                 if cpath in self.arrays:
                     self.arrays.remove(cpath)
+                if cpath in self.tables:
+                    self.tables.remove(cpath)
                 child.usable = False
                 if self.follow_up == cpath:
                     self.follow_up = None
@@ -686,11 +762,13 @@ class Writer(threading.Thread):
             # Unknown outcome: this writer stops using the node; the
             # verification still checks it.
             node.usable = False
-            for lst in (self.arrays, self.containers):
+            for lst in (self.arrays, self.containers, self.tables):
                 if node.path in lst:
                     lst.remove(node.path)
             if self.follow_up == node.path:
                 self.follow_up = None
+            if node.family == "table" and outcome == "unknown":
+                node.readopt = True
 
 
 # --------------------------------------------------------------------------
@@ -700,8 +778,11 @@ class Writer(threading.Thread):
 class Verifier:
     MAX_UNKNOWN = 10
 
-    def __init__(self, ledger: Ledger, server: Server, payloads: Payloads, sample=60, verbose=False):
+    def __init__(self, ledger: Ledger, server: Server, payloads: Payloads, sample=60, verbose=False,
+                 table_sample=20):
         self.sample = sample
+        self.table_sample = table_sample
+        self.table_reads = 0
         self.ledger = ledger
         self.server = server
         self.payloads = payloads
@@ -736,6 +817,7 @@ class Verifier:
         for mask in range(1 << len(unknown)):
             chosen = {unknown[j] for j in range(len(unknown)) if mask >> j & 1}
             exists, meta, chunks = node.exists, node.meta, dict(node.chunks)
+            parts = [list(p) for p in node.parts]
             applied = []
             for i, op in enumerate(node.pending):
                 if op.via is not None:
@@ -748,6 +830,7 @@ class Verifier:
                 if op.kind == "create":
                     exists, meta = True, op.payload
                     chunks = {b: None for b in chunks}
+                    parts = [[] for _ in range(node.npartitions)]
                 elif op.kind == "delete":
                     exists = False
                 elif op.kind == "put_full":
@@ -760,7 +843,12 @@ class Verifier:
                     meta = merge_patch(meta, op.payload)
                 elif op.kind == "meta_jsonpatch":
                     meta = json_patch_add(meta, op.payload)
-            out.append({"exists": exists, "meta": meta, "chunks": chunks, "applied": applied})
+                elif op.kind == "append":
+                    parts[op.partition].append(op.seq)
+                elif op.kind == "replace":
+                    parts[op.partition] = [op.seq]
+            out.append({"exists": exists, "meta": meta, "chunks": chunks, "parts": parts,
+                        "applied": applied})
         return out
 
     # -- HTTP helpers -----------------------------------------------------
@@ -854,6 +942,14 @@ class Verifier:
             sampled = set(acked_only)
         else:
             sampled = set(random.Random(f"{self.payloads.seed}-{gen}").sample(acked_only, self.sample))
+        # Tables likewise: every one with an unknown write, and a sample of
+        # the others written since the last check.
+        acked_only_t = sorted(p for p in dirty if nodes[p].family == "table"
+                              and all(o.acked for o in nodes[p].pending))
+        if full or self.table_sample < 0 or len(acked_only_t) <= self.table_sample:
+            sampled |= set(acked_only_t)
+        else:
+            sampled |= set(random.Random(f"{self.payloads.seed}-t{gen}").sample(acked_only_t, self.table_sample))
         walk = {""}
         for p in nodes:
             n = nodes[p]
@@ -888,9 +984,13 @@ class Verifier:
                 fam = item["attributes"]["structure_family"]
                 if n is None:
                     read = None
-                    if fam == "array":
+                    if fam in ("array", "table"):
                         try:
-                            r = http.get(f"/array/full/{p}", headers={"Accept": OCTET})
+                            if fam == "array":
+                                r = http.get(f"/array/full/{p}", headers={"Accept": OCTET})
+                            else:
+                                r = http.get(f"/table/partition/{p}", params={"partition": 0},
+                                             headers={"Accept": ARROW_FILE})
                             read = f"HTTP {r.status_code}, {len(r.content)} bytes"
                         except httpx.HTTPError as e:
                             read = repr(e)
@@ -909,6 +1009,20 @@ class Verifier:
                     got_cmp["dt"] = {k: (got.get("data_type") or {}).get(k) for k in ("kind", "itemsize")}
                     want_cmp = {"shape": want["shape"], "chunks": want["chunks"],
                                 "dt": {k: want["data_type"][k] for k in ("kind", "itemsize")}}
+                    if got_cmp != want_cmp:
+                        L.fail("structure_mismatch", gen=gen, path=p, got=got_cmp, want=want_cmp)
+                        n.broken = True
+                elif n.family == "table":
+                    got = item["attributes"].get("structure") or {}
+                    got_cmp = {"npartitions": got.get("npartitions"), "columns": got.get("columns")}
+                    try:
+                        uri = got.get("arrow_schema") or ""
+                        sch = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(uri.split(",", 1)[1])))
+                        got_cmp["types"] = [(f.name, str(f.type)) for f in sch]
+                    except Exception as e:  # reported as a mismatch
+                        got_cmp["types"] = f"undecodable arrow_schema: {e!r}"
+                    want_cmp = {"npartitions": n.npartitions, "columns": TABLE_COLUMNS,
+                                "types": [(f.name, str(f.type)) for f in TABLE_SCHEMA]}
                     if got_cmp != want_cmp:
                         L.fail("structure_mismatch", gen=gen, path=p, got=got_cmp, want=want_cmp)
                         n.broken = True
@@ -939,7 +1053,7 @@ class Verifier:
                     continue
                 if not present:
                     self.note_resolution(n, cands, False, None, None)
-                    n.exists, n.pending = False, []
+                    n.exists, n.pending, n.readopt = False, [], False
                     continue
                 # Metadata.
                 got_md = listed[p]["attributes"].get("metadata")
@@ -962,15 +1076,30 @@ class Verifier:
                         (only,) = {canon({str(b): r for b, r in c["chunks"].items()}): c
                                    for c in ok_exist}.values()
                         n.chunks = only["chunks"]
-                self.note_resolution(n, cands, True, got_md, n.chunks if n.family == "array" else None)
+                if n.family == "table" and (full or n.pending):
+                    ok_meta = [c for c in ok_exist if canon(c["meta"]) == canon(got_md)]
+                    if full or p in sampled or not all(o.acked for o in n.pending):
+                        if not self.check_table(http, n, ok_meta, gen):
+                            n.broken = True
+                            continue
+                    else:
+                        (only,) = {canon(c["parts"]): c for c in ok_meta}.values()
+                        n.parts = only["parts"]
+                self.note_resolution(n, cands, True, got_md,
+                                     n.chunks if n.family == "array" else None,
+                                     n.parts if n.family == "table" else None)
                 n.exists, n.meta, n.pending = True, got_md, []
+                if n.readopt:
+                    n.readopt = False
+                    with L.lock:
+                        L.readopt[n.owner].append(p)
         new_fail = len(L.failures) - n_fail_before
         if new_fail and not self.server.alive():
             L.fail("server_died", gen=gen, detail="the server exited during verification",
                    log=self.server.log_tail(30))
         return new_fail
 
-    def note_resolution(self, n, cands, present, meta, chunks):
+    def note_resolution(self, n, cands, present, meta, chunks, parts=None):
         """Count how the writes of unknown outcome on a node turned out:
         none applied (old), all applied (new), or something in between."""
         unknown = [o.kind + ("(of its container)" if o.via else "") for o in n.pending if not o.acked]
@@ -983,6 +1112,8 @@ class Verifier:
             if not present:
                 return True
             if canon(c["meta"]) != canon(meta):
+                return False
+            if parts is not None and c["parts"] != parts:
                 return False
             return chunks is None or all(c["chunks"][b] == chunks[b] for b in chunks)
 
@@ -1040,13 +1171,217 @@ class Verifier:
         n.chunks = observed
         return True
 
+    # -- tables -----------------------------------------------------------
 
-def inject_faults(ledger: Ledger, server: Server):
+    def read_partition(self, http, node, i):
+        """-> (pyarrow.Table or None, error)"""
+        self.table_reads += 1
+        try:
+            r = http.get(f"/table/partition/{node.path}", params={"partition": i},
+                         headers={"Accept": ARROW_FILE})
+        except httpx.HTTPError as e:
+            return None, f"transport error {e!r}"
+        if r.status_code != 200:
+            return None, f"HTTP {r.status_code}: {r.text[:300]}"
+        try:
+            return pa.ipc.open_file(pa.py_buffer(r.content)).read_all(), None
+        except Exception as e:
+            return None, f"not an Arrow IPC file ({len(r.content)} bytes, " \
+                         f"content-type {r.headers.get('content-type')}): {e!r}"
+
+    def diagnose_table(self, http, node):
+        """The node's segments as the catalog lists them, and their files."""
+        out = {"assets": []}
+        try:
+            r = http.get(f"/metadata/{node.path}", params={"include_data_sources": "true"})
+            src = r.json()["data"]["attributes"]["data_sources"][0]
+            for a in src["assets"]:
+                f = Path(unquote(urlparse(a["data_uri"]).path))
+                size = f.stat().st_size if f.is_file() else ("directory" if f.is_dir() else "MISSING")
+                out["assets"].append({"parameter": a.get("parameter"), "num": a.get("num"),
+                                      "file": f.name, "size": size})
+        except Exception as e:  # diagnosis only
+            out["error"] = f"could not list the segments: {e!r}"
+        return out
+
+    def parse_partition(self, n, tbl):
+        """Split a partition's rows into runs (one per write: same writer and
+        seq, k counting up from 0). -> (runs, schema problem or None); each
+        run is {seq, rows, k0, status} with status ok | partial (a prefix,
+        suffix or middle of the write's rows, exact) | corrupt (values that
+        no write sent) | foreign (another writer's rows)."""
+        got_types = [(f.name, str(f.type)) for f in tbl.schema]
+        want_types = [(f.name, str(f.type)) for f in TABLE_SCHEMA]
+        if got_types != want_types:
+            return [], f"columns {got_types}, expected {want_types}"
+        nulls = {c: tbl.column(c).null_count for c in TABLE_COLUMNS if tbl.column(c).null_count}
+        if nulls:
+            return [], f"null values: {nulls}"
+        w = tbl.column("w").to_numpy()
+        sq = tbl.column("seq").to_numpy()
+        k = tbl.column("k").to_numpy()
+        v = tbl.column("v").to_numpy()
+        s = tbl.column("s").to_pylist()
+        N = len(w)
+        if N == 0:
+            return [], None
+        brk = (np.flatnonzero((w[1:] != w[:-1]) | (sq[1:] != sq[:-1]) | (k[1:] != k[:-1] + 1)) + 1).tolist()
+        runs = []
+        for a, b in zip([0] + brk, brk + [N]):
+            wid, seq, k0 = int(w[a]), int(sq[a]), int(k[a])
+            run = {"seq": seq, "rows": b - a, "k0": k0, "status": "ok"}
+            if wid != n.owner or not 0 < seq <= 10**7:
+                run["status"], run["w"] = "foreign", wid
+            else:
+                exp = self.payloads.table(wid, seq)
+                ne = exp.num_rows
+                if k0 < 0 or k0 + (b - a) > ne:
+                    run["status"], run["expected_rows"] = "corrupt", ne
+                else:
+                    ev = exp.column("v").to_numpy()[k0:k0 + b - a]
+                    es = exp.column("s").to_pylist()[k0:k0 + b - a]
+                    bad = int((ev != v[a:b]).sum()) + sum(x != y for x, y in zip(es, s[a:b]))
+                    if bad:
+                        run["status"], run["bad_values"] = "corrupt", bad
+                    elif k0 != 0 or b - a != ne:
+                        run["status"], run["expected_rows"] = "partial", ne
+            runs.append(run)
+        return runs, None
+
+    def check_table(self, http, n, cands, gen):
+        """Read every partition; each must hold exactly the writes of one
+        candidate state, each write's rows whole, contiguous and once."""
+        L = self.ledger
+        history = [o.describe() for o in n.pending]
+        observed = []
+        for i in range(n.npartitions):
+            tbl, err = self.read_partition(http, n, i)
+            if err:
+                L.fail("table_unreadable", gen=gen, path=n.path, partition=i, error=err, history=history,
+                       settled=n.parts, diagnosis=self.diagnose_table(http, n),
+                       server_errors=self.server.error_lines(gen, limit=5))
+                return False
+            runs, schema_err = self.parse_partition(n, tbl)
+            if schema_err:
+                L.fail("table_schema_mismatch", gen=gen, path=n.path, partition=i, detail=schema_err,
+                       history=history)
+                return False
+            seqs = [r["seq"] for r in runs]
+            lists = []
+            for c in cands:
+                if c["parts"][i] not in lists:
+                    lists.append(c["parts"][i])
+            if seqs in lists and all(r["status"] == "ok" for r in runs):
+                observed.append(seqs)
+                continue
+            kind, extra = self.classify_partition(n, i, runs, seqs, lists)
+            L.fail(kind, gen=gen, path=n.path, partition=i, rows=sum(r["rows"] for r in runs),
+                   observed=self.summarize_runs(runs), accepted=lists[:4], history=history,
+                   settled=n.parts[i] if n.parts else None, **extra,
+                   server_errors=self.server.error_lines(gen, limit=5),
+                   diagnosis=self.diagnose_table(http, n))
+            return False
+        if not any(c["parts"] == observed for c in cands):
+            L.fail("table_inconsistent", gen=gen, path=n.path, observed=observed,
+                   accepted=[c["parts"] for c in cands][:4], history=history,
+                   detail="each partition matches some state, but no single set of writes explains all")
+            return False
+        n.parts = observed
+        return True
+
+    @staticmethod
+    def summarize_runs(runs, limit=40):
+        """Runs as 'seq' (whole write), 'seq[k0:k1]/n' (part of it) or
+        'seq!status'."""
+        out = []
+        for r in runs:
+            if r["status"] == "ok":
+                out.append(str(r["seq"]))
+            elif r["status"] == "partial":
+                out.append(f"{r['seq']}[{r['k0']}:{r['k0'] + r['rows']}]/{r['expected_rows']}")
+            elif r["status"] == "foreign":
+                out.append(f"w{r['w']}:{r['seq']}!foreign({r['rows']} rows)")
+            else:
+                out.append(f"{r['seq']}!corrupt({r['rows']} rows from k={r['k0']}, "
+                           f"{r.get('bad_values', 'bad k')} bad)")
+        if len(out) > limit:
+            out = out[:limit // 2] + [f"... {len(out) - limit} more ..."] + out[-limit // 2:]
+        return out
+
+    def classify_partition(self, n, i, runs, seqs, lists):
+        """Name what is wrong with a partition no candidate explains.
+        -> (failure kind, details)"""
+        statuses = Counter(r["status"] for r in runs)
+        pending_seq = {o.seq: o for o in n.pending}
+
+        def origin(seq):
+            o = pending_seq.get(seq)
+            return o.describe() if o else "settled earlier"
+
+        if statuses["partial"]:
+            bad = [r for r in runs if r["status"] == "partial"]
+            return "table_partial_append", {"partial": [
+                {"seq": r["seq"], "rows_present": r["rows"], "from_k": r["k0"], "of": r["expected_rows"],
+                 "write": origin(r["seq"])} for r in bad[:5]]}
+        if statuses["corrupt"]:
+            return "table_corrupt_rows", {"corrupt": [r for r in runs if r["status"] == "corrupt"][:5]}
+        if statuses["foreign"]:
+            return "table_foreign_rows", {"foreign": [r for r in runs if r["status"] == "foreign"][:5]}
+        dups = {s: c for s, c in Counter(seqs).items() if c > 1}
+        if dups:
+            return "table_duplicate_rows", {"duplicated": {str(s): {"times": c, "write": origin(s)}
+                                                           for s, c in dups.items()}}
+        # The accepted state closest to what was read.
+        best = min(lists, key=lambda lst: len(set(lst) ^ set(seqs)))
+        missing = [s for s in best if s not in seqs]
+        unexpected = [s for s in seqs if s not in best]
+        if missing:
+            return "table_missing_rows", {"missing": [{"seq": s, "write": origin(s)} for s in missing[:10]],
+                                          "unexpected": unexpected[:10], "closest": best}
+        if unexpected:
+            others = {s for j, ws in n.written.items() if j != i for s in ws}
+            where = []
+            for s in unexpected:
+                if s in n.written.get(i, ()):
+                    where.append({"seq": s, "is": "an earlier write to this partition (replaced)",
+                                  "write": origin(s)})
+                elif s in others:
+                    where.append({"seq": s, "is": "a write to another partition", "write": origin(s)})
+                else:
+                    where.append({"seq": s, "is": "never written to this table"})
+            kind = ("table_stale_rows" if all(x["is"].startswith("an earlier") for x in where)
+                    else "table_wrong_partition" if all(x["is"].startswith("a write to") for x in where)
+                    else "table_foreign_rows")
+            return kind, {"unexpected": where[:10], "closest": best}
+        return "table_order_mismatch", {"closest": best}
+
+
+def inject_faults(ledger: Ledger, server: Server, payloads: Payloads):
     """Damage the state behind the test's back; -> [(expected failure kind, path)]
     (or an error string)."""
     nodes = [n for n in ledger.nodes.values() if n.exists and not n.pending and not n.broken]
     arrays = [n for n in nodes if n.family == "array"]
+    tables = [n for n in nodes if n.family == "table" and any(n.parts)]
     http = httpx.Client(base_url=server.api, headers=AUTH, trust_env=False, timeout=30)
+    if len(tables) < 2:
+        http.close()
+        return "not enough settled tables with rows to inject faults into (run more kills)"
+    # A table segment file to truncate (with the server stopped).
+    t_trunc, seg_trunc = None, None
+    for n in tables[1:]:
+        r = http.get(f"/metadata/{n.path}", params={"include_data_sources": "true"})
+        if r.status_code != 200:
+            continue
+        for a in r.json()["data"]["attributes"]["data_sources"][0]["assets"]:
+            f = Path(unquote(urlparse(a["data_uri"]).path))
+            if a.get("parameter") == "data_uris" and f.is_file() and f.stat().st_size > 16:
+                t_trunc, seg_trunc = n.path, f
+                break
+        if seg_trunc:
+            break
+    if not seg_trunc:
+        http.close()
+        return "no table segment file found to truncate"
     stores = {}
     for n in arrays:
         if len(stores) == 4:
@@ -1073,6 +1408,13 @@ def inject_faults(ledger: Ledger, server: Server):
     r = http.post("/metadata/", json={"id": "injected_phantom", "structure_family": "container",
                                       "metadata": {}, "specs": [], "data_sources": []})
     out.append(("phantom_node", "injected_phantom"))
+    # Append again, behind the test's back, the last write of a partition.
+    t_dup = tables[0]
+    part = next(i for i, p in enumerate(t_dup.parts) if p)
+    r = http.patch(f"/table/partition/{t_dup.path}", params={"partition": part},
+                   content=payloads.table_body(t_dup.owner, t_dup.parts[part][-1]),
+                   headers={"Content-Type": ARROW_FILE})
+    out.append(("table_duplicate_rows", t_dup.path))
     http.close()
     # Files: with the server stopped.
     server.stop()
@@ -1081,6 +1423,9 @@ def inject_faults(ledger: Ledger, server: Server):
     out.append(("torn_chunk", p_corrupt))
     c_empty.write_bytes(b"")
     out.append(("unreadable_node", p_empty))
+    with open(seg_trunc, "r+b") as f:
+        f.truncate(seg_trunc.stat().st_size // 2)
+    out.append(("table_unreadable", t_trunc))
     err = server.start()
     if err:
         return f"restart after injecting faults failed: {err}"
@@ -1089,14 +1434,18 @@ def inject_faults(ledger: Ledger, server: Server):
 
 
 def orphan_report(workdir: Path):
-    """After the server stopped: stores on disk no node refers to (leaks,
-    informational) and asset rows whose store is missing."""
+    """After the server stopped: stores (array stores, table directories)
+    and table segment files on disk no node refers to (leaks after a kill,
+    informational), and asset rows whose store or segment file is missing."""
     data = workdir / "data"
     try:
         con = sqlite3.connect(f"file:{workdir / 'catalog.db'}?mode=ro", uri=True)
-        linked = [r[0] for r in con.execute(
-            "SELECT a.data_uri FROM assets a WHERE EXISTS "
-            "(SELECT 1 FROM data_source_asset_association x WHERE x.asset_id = a.id)")]
+        rows = list(con.execute(
+            "SELECT DISTINCT a.data_uri, x.parameter FROM assets a "
+            "JOIN data_source_asset_association x ON x.asset_id = a.id"))
+        linked = [r[0] for r in rows]
+        segments = {Path(unquote(urlparse(u).path)) for u, prm in rows if prm == "data_uris"}
+        table_dirs = {Path(unquote(urlparse(u).path)) for u, prm in rows if prm == "directory"}
         unlinked = con.execute(
             "SELECT count(*) FROM assets a WHERE NOT EXISTS "
             "(SELECT 1 FROM data_source_asset_association x WHERE x.asset_id = a.id)").fetchone()[0]
@@ -1105,12 +1454,28 @@ def orphan_report(workdir: Path):
         return {"error": repr(e)}
     referenced = {Path(unquote(urlparse(u).path)) for u in linked}
     on_disk = {p for p in data.iterdir()} if data.exists() else set()
+    seg_files, tmp_files = set(), []
+    seg_parents = {f.parent for f in segments}
+    for d in table_dirs:
+        if d.is_dir():
+            for f in d.iterdir():
+                if f.name.startswith("."):
+                    tmp_files.append(f)
+                else:
+                    seg_files.add(f)
     return {
         "stores_on_disk": len(on_disk),
         "linked_asset_rows": len(referenced),
         "unlinked_asset_rows": unlinked,
         "orphan_store_dirs": len(on_disk - referenced),
-        "linked_stores_missing": sorted(str(p) for p in referenced - on_disk)[:20],
+        "table_segments_linked": len(segments),
+        "orphan_segment_files": len(seg_files - segments),
+        "temp_files_in_table_dirs": len(tmp_files),
+        # A table's directory appears with its first segment: only a missing
+        # directory of a table with segments (or a missing segment) counts.
+        "table_dirs_not_yet_created": len([d for d in table_dirs if not d.exists()]),
+        "linked_stores_missing": sorted(str(p) for p in referenced if not p.exists()
+                                        and not (p in table_dirs and p not in seg_parents))[:20],
     }
 
 
@@ -1127,6 +1492,10 @@ def main(argv=None):
                     help="after each restart, read back every array with a write of unknown outcome plus "
                          "this many of the other arrays written since the last check (-1: all; default 60); "
                          "the final check reads every array")
+    ap.add_argument("--table-sample", type=int, default=20,
+                    help="likewise for tables: after each restart, read every partition of every table with "
+                         "a write of unknown outcome plus this many of the other tables written since the "
+                         "last check (-1: all; default 20); the final check reads every table")
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     ap.add_argument("--bin", default=default_bin(),
                     help="server binary (default $TILED_BIN or ${CARGO_TARGET_DIR:-~/.cache/tiled-rs/target}/debug/tiled)")
@@ -1152,7 +1521,7 @@ def main(argv=None):
     server = Server(args.bin, workdir, port)
     ledger = Ledger()
     payloads = Payloads(seed)
-    verifier = Verifier(ledger, server, payloads, args.sample, args.verbose)
+    verifier = Verifier(ledger, server, payloads, args.sample, args.verbose, args.table_sample)
     ctl = Control(args.writers)
     writers = [Writer(w, ctl, ledger, server, payloads, seed) for w in range(args.writers)]
     t0 = time.monotonic()
@@ -1191,18 +1560,19 @@ def main(argv=None):
                 ledger.fail("restart_failed", gen=server.gen, detail=err, log=server.log_since(server.gen))
                 aborted = f"restart {server.gen} failed: {err}"
                 break
-            tv, reads0 = time.monotonic(), verifier.reads
+            tv, reads0, treads0 = time.monotonic(), verifier.reads, verifier.table_reads
             nf = verifier.verify(server.gen, full=False)
             if args.verbose:
                 acked = sum(v for (k, o), v in ledger.stats.items() if o == "acked")
                 print(f"  kill {cycle:3d} after {delay:.2f}s  acked={acked} nodes={len(ledger.nodes)} "
-                      f"verify={time.monotonic() - tv:.2f}s ({verifier.reads - reads0} reads) new_failures={nf}", flush=True)
+                      f"verify={time.monotonic() - tv:.2f}s ({verifier.reads - reads0} array reads, "
+                      f"{verifier.table_reads - treads0} partition reads) new_failures={nf}", flush=True)
         if not aborted:
             ctl.shutdown()
             for w in writers:
                 w.join(timeout=30)
             if args.inject_faults:
-                injected = inject_faults(ledger, server)
+                injected = inject_faults(ledger, server, payloads)
                 if isinstance(injected, str):
                     aborted = injected
                     raise SystemExit
@@ -1233,11 +1603,19 @@ def main(argv=None):
     print(f"kills: {kills}   server generations: {server.gen}")
     print(f"writes: acknowledged={acked} unknown(in flight at a kill)={unknown} "
           f"not_sent(connect refused)={not_sent} rejected(non-2xx)={rejected}")
-    for k in OP_WEIGHTS:
+    for k in list(OP_WEIGHTS) + EXTRA_KINDS:
         c = by_kind.get(k)
         if c:
             print(f"  {k:17s} " + " ".join(f"{o}={c[o]}" for o in ("acked", "unknown", "not_sent", "rejected") if c[o]))
-    print(f"nodes in ledger: {len(ledger.nodes)}   array reads verified: {verifier.reads}")
+    fams = Counter(n.family for n in ledger.nodes.values())
+    print(f"nodes in ledger: {len(ledger.nodes)} ({', '.join(f'{v} {k}s' for k, v in sorted(fams.items()))})   "
+          f"array reads verified: {verifier.reads}   table partition reads verified: {verifier.table_reads}")
+    live_tables = [n for n in ledger.nodes.values() if n.family == "table" and n.exists and not n.broken]
+    if live_tables:
+        segs = [len(p) for n in live_tables for p in n.parts]
+        print(f"tables at the end: {len(live_tables)}, writes per partition: mean {sum(segs) / len(segs):.1f}, "
+              f"max {max(segs)}; tables written again after their unknown write was settled: "
+              f"{ledger.readopted}")
     print(f"mixed-chunk nodes (counted among the failures): "
           f"{verifier.mixed_nodes}")
     if verifier.resolutions:
