@@ -685,7 +685,7 @@ class Writer(threading.Thread):
             node.pending.append(op)
             self.tables.remove(path)
             node.usable = False
-            outcome, r = self.send(client, "DELETE", f"/metadata/{path}")
+            outcome, r = self.send(client, "DELETE", f"/metadata/{path}", params={"external_only": "false"})
             self.settle_op(node, op, outcome, r, kind)
         elif kind in ("meta_merge", "meta_jsonpatch", "meta_put"):
             path = self.rng.choice(self.arrays + self.containers + self.tables)
@@ -710,7 +710,7 @@ class Writer(threading.Thread):
             node.pending.append(op)
             self.arrays.remove(path)
             node.usable = False
-            outcome, r = self.send(client, "DELETE", f"/metadata/{path}")
+            outcome, r = self.send(client, "DELETE", f"/metadata/{path}", params={"external_only": "false"})
             self.settle_op(node, op, outcome, r, kind)
         elif kind == "delete_container":
             path = self.rng.choice(self.containers)
@@ -732,7 +732,8 @@ class Writer(threading.Thread):
                 cop = PendingOp("delete", wid, seq, False, gen, via=path)
                 child.pending.append(cop)
                 child_ops.append((child, cop))
-            outcome, r = self.send(client, "DELETE", f"/metadata/{path}", params={"recursive": "true"})
+            outcome, r = self.send(client, "DELETE", f"/metadata/{path}", 
+                                     params={"recursive": "true", "external_only": "false"})
             self.settle_op(node, op, outcome, r, kind)
             for child, cop in child_ops:
                 self.settle_op(child, cop, outcome, r, None)
