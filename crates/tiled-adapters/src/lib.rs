@@ -28,7 +28,7 @@ pub use node::{
     Metadata, Node, NodeData, SearchPage, SortKey,
 };
 pub use table::{MemoryTable, TableAdapter};
-pub use write::{MetadataRevision, NewChild, TreeWriter};
+pub use write::{MetadataRevision, MountedWriters, NewChild, TreeWriter};
 
 /// Why an adapter could not answer.
 #[derive(Debug, thiserror::Error)]

@@ -155,3 +155,125 @@ pub trait TreeWriter: Send + Sync {
         source: &Value,
     ) -> Result<Value, AdapterError>;
 }
+
+/// Writers mounted at paths of a composite tree (`tiled serve config`
+/// with several `trees`): each call goes to the writer whose mount point
+/// prefixes the path, with that prefix removed.
+pub struct MountedWriters {
+    mounts: Vec<(Vec<String>, std::sync::Arc<dyn TreeWriter>)>,
+}
+
+impl MountedWriters {
+    /// Writers at their mount points (keys from the root).
+    pub fn new(mounts: Vec<(Vec<String>, std::sync::Arc<dyn TreeWriter>)>) -> Self {
+        MountedWriters { mounts }
+    }
+
+    /// The writer for `path` and the path inside it. A node at a mount
+    /// point itself is not writable through the mount (it is the mounted
+    /// tree's root).
+    fn find<'a>(
+        &self,
+        path: &'a [String],
+        allow_root: bool,
+    ) -> Result<(&dyn TreeWriter, &'a [String]), AdapterError> {
+        self.mounts
+            .iter()
+            .find(|(prefix, _)| {
+                path.starts_with(prefix) && (allow_root || path.len() > prefix.len())
+            })
+            .map(|(prefix, w)| (w.as_ref(), &path[prefix.len()..]))
+            .ok_or_else(|| {
+                AdapterError::NotSupported(format!(
+                    "/{} is in a read-only part of the tree",
+                    path.join("/")
+                ))
+            })
+    }
+}
+
+impl TreeWriter for MountedWriters {
+    fn create(&self, parent: &[String], child: &NewChild) -> Result<Value, AdapterError> {
+        let (w, p) = self.find(parent, true)?;
+        w.create(p, child)
+    }
+
+    fn update_metadata(
+        &self,
+        path: &[String],
+        metadata: &Map<String, Value>,
+        specs: Option<&[Spec]>,
+        drop_revision: bool,
+    ) -> Result<(), AdapterError> {
+        let (w, p) = self.find(path, false)?;
+        w.update_metadata(p, metadata, specs, drop_revision)
+    }
+
+    fn revisions(
+        &self,
+        path: &[String],
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<MetadataRevision>), AdapterError> {
+        let (w, p) = self.find(path, false)?;
+        w.revisions(p, offset, limit)
+    }
+
+    fn delete_revision(&self, path: &[String], number: i64) -> Result<(), AdapterError> {
+        let (w, p) = self.find(path, false)?;
+        w.delete_revision(p, number)
+    }
+
+    fn delete(
+        &self,
+        path: &[String],
+        recursive: bool,
+        external_only: bool,
+    ) -> Result<(), AdapterError> {
+        let (w, p) = self.find(path, false)?;
+        w.delete(p, recursive, external_only)
+    }
+
+    fn write_array(
+        &self,
+        path: &[String],
+        block: Option<&[usize]>,
+        bytes: &[u8],
+    ) -> Result<(), AdapterError> {
+        let (w, p) = self.find(path, false)?;
+        w.write_array(p, block, bytes)
+    }
+
+    fn patch_array(
+        &self,
+        path: &[String],
+        offset: &[usize],
+        shape: &[usize],
+        extend: bool,
+        bytes: &[u8],
+    ) -> Result<Value, AdapterError> {
+        let (w, p) = self.find(path, false)?;
+        w.patch_array(p, offset, shape, extend, bytes)
+    }
+
+    fn write_table(
+        &self,
+        path: &[String],
+        partition: Option<usize>,
+        append: bool,
+        body: &[u8],
+    ) -> Result<(), AdapterError> {
+        let (w, p) = self.find(path, false)?;
+        w.write_table(p, partition, append, body)
+    }
+
+    fn register(
+        &self,
+        parent: &[String],
+        child: &NewChild,
+        source: &Value,
+    ) -> Result<Value, AdapterError> {
+        let (w, p) = self.find(parent, true)?;
+        w.register(p, child, source)
+    }
+}

@@ -3,6 +3,7 @@
 //! `tiled serve demo` serves the generated demo tree; later subcommands
 //! (catalog, directory, config, register, login) follow upstream's names.
 
+mod config;
 mod remote;
 
 use std::net::SocketAddr;
@@ -145,6 +146,34 @@ enum Serve {
     /// TIFF, PNG, JPEG), registered into a catalog in the background while
     /// the server already answers. Private by default, like upstream.
     Directory(DirectoryArgs),
+    /// Serve what a YAML config file (upstream's schema) says: trees
+    /// (catalog, directory, demo) mounted at paths, authentication, uvicorn
+    /// host/port, limits. See docs/configuration.md.
+    Config(ConfigArgs),
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// The config file (or a directory of *.yml files).
+    #[arg(env = "TILED_CONFIG")]
+    path: std::path::PathBuf,
+    /// Address to bind (overrides `uvicorn.host`).
+    #[arg(long, env = "TILED_HOST")]
+    host: Option<String>,
+    /// Port to bind (overrides `uvicorn.port`).
+    #[arg(long, env = "TILED_PORT")]
+    port: Option<u16>,
+    /// The single user's API key (overrides
+    /// `authentication.single_user_api_key`).
+    #[arg(long, env = "TILED_SINGLE_USER_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Let anyone read without an API key (overrides
+    /// `authentication.allow_anonymous_access`).
+    #[arg(long, env = "TILED_ALLOW_ANONYMOUS_ACCESS")]
+    public: Option<bool>,
+    /// Largest response body in bytes (overrides `response_bytesize_limit`).
+    #[arg(long, env = "TILED_RESPONSE_BYTESIZE_LIMIT")]
+    response_bytesize_limit: Option<usize>,
 }
 
 #[derive(Args)]
@@ -256,7 +285,7 @@ fn main() -> std::process::ExitCode {
     // larger pool (they hold little memory).
     let blocking_threads = match &cli.command {
         Command::Serve {
-            what: Serve::Catalog(_) | Serve::Directory(_),
+            what: Serve::Catalog(_) | Serve::Directory(_) | Serve::Config(_),
         } => CATALOG_BLOCKING_THREADS,
         _ => BLOCKING_THREADS,
     };
@@ -304,6 +333,9 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (root, args) = root;
             serve(args.serve, root, None, true, false).await
         }
+        Command::Serve {
+            what: Serve::Config(args),
+        } => serve_config(args).await,
         Command::Register(args) => tokio::task::spawn_blocking(move || register(&args))
             .await
             .map_err(|e| e.to_string())?,
@@ -590,6 +622,159 @@ fn serve_directory(args: &DirectoryArgs) -> Result<tiled_adapters::Node, String>
         })
         .map_err(|e| e.to_string())?;
     tiled_catalog::CatalogContainer::root_node(catalog).map_err(|e| e.to_string())
+}
+
+/// The serve options of a tree built from a config file (only the tree
+/// is used; the service options come from the file).
+fn no_serve_args() -> ServeArgs {
+    ServeArgs {
+        host: String::new(),
+        port: 0,
+        public: false,
+        private: false,
+        api_key: None,
+        response_bytesize_limit: DEFAULT_RESPONSE_BYTESIZE_LIMIT,
+        data_memory_budget: DEFAULT_DATA_MEMORY_BUDGET,
+    }
+}
+
+/// One configured tree: its root and writer.
+fn build_tree(
+    t: &config::TreeConfig,
+) -> Result<
+    (
+        tiled_adapters::Node,
+        Option<Arc<dyn tiled_adapters::TreeWriter>>,
+    ),
+    String,
+> {
+    match &t.kind {
+        config::TreeKind::Catalog {
+            uri,
+            init,
+            writable_storage,
+            readable_storage,
+        } => {
+            let args = CatalogArgs {
+                uri: uri.clone(),
+                temp: uri.is_none(),
+                init: *init,
+                demo: false,
+                readable_storage: readable_storage.clone(),
+                writable_storage: writable_storage.clone(),
+                serve: no_serve_args(),
+            };
+            let (root, writer) = open_catalog(&args)?;
+            Ok((root, Some(writer)))
+        }
+        config::TreeKind::Demo => Ok((tiled_demo::demo_tree(), None)),
+        config::TreeKind::Directory { path, watch } => {
+            let args = DirectoryArgs {
+                path: path.clone(),
+                catalog: None,
+                walk: WalkArgs {
+                    keep_ext: false,
+                    ext: Vec::new(),
+                    follow_external_links: false,
+                    watch: *watch,
+                },
+                serve: no_serve_args(),
+            };
+            Ok((serve_directory(&args)?, None))
+        }
+    }
+}
+
+/// Put `node` at `path` under `children` (intermediate containers are
+/// made as needed).
+fn mount(children: &mut Vec<(String, MountNode)>, path: &[String], node: tiled_adapters::Node) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let i = match children.iter().position(|(k, _)| k == first) {
+        Some(i) => i,
+        None => {
+            children.push((first.clone(), MountNode::Dir(Vec::new())));
+            children.len() - 1
+        }
+    };
+    if rest.is_empty() {
+        children[i].1 = MountNode::Leaf(node);
+    } else if let MountNode::Dir(sub) = &mut children[i].1 {
+        mount(sub, rest, node);
+    }
+}
+
+enum MountNode {
+    Leaf(tiled_adapters::Node),
+    Dir(Vec<(String, MountNode)>),
+}
+
+fn mount_tree(children: Vec<(String, MountNode)>) -> tiled_adapters::Node {
+    let nodes = children.into_iter().map(|(k, n)| {
+        let node = match n {
+            MountNode::Leaf(node) => node,
+            MountNode::Dir(sub) => mount_tree(sub),
+        };
+        (k, node)
+    });
+    tiled_adapters::Node::new(tiled_adapters::NodeData::Container(Arc::new(
+        tiled_adapters::MemoryContainer::new(nodes),
+    )))
+}
+
+/// `tiled serve config FILE`.
+async fn serve_config(args: ConfigArgs) -> Result<(), String> {
+    let path = args.path.clone();
+    let cfg = config::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let trees = cfg.trees.clone();
+    let (root, writer) = tokio::task::spawn_blocking(move || {
+        let mut built = Vec::new();
+        for t in &trees {
+            let (node, writer) =
+                build_tree(t).map_err(|e| format!("tree /{}: {e}", t.path.join("/")))?;
+            built.push((t.path.clone(), node, writer));
+        }
+        if let [(p, _, _)] = built.as_slice()
+            && p.is_empty()
+        {
+            let (_, node, writer) = built.remove(0);
+            return Ok::<_, String>((node, writer));
+        }
+        let mut children = Vec::new();
+        let mut writers = Vec::new();
+        for (p, node, writer) in built {
+            if let Some(w) = writer {
+                writers.push((p.clone(), w));
+            }
+            mount(&mut children, &p, node);
+        }
+        let writer: Option<Arc<dyn tiled_adapters::TreeWriter>> = (!writers.is_empty())
+            .then(|| Arc::new(tiled_adapters::MountedWriters::new(writers)) as _);
+        Ok((mount_tree(children), writer))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let public = args.public.or(cfg.allow_anonymous_access).unwrap_or(false);
+    let serve_args = ServeArgs {
+        host: args
+            .host
+            .or(cfg.host)
+            .unwrap_or_else(|| "127.0.0.1".to_string()),
+        port: args.port.or(cfg.port).unwrap_or(8000),
+        public,
+        private: !public,
+        api_key: args.api_key.or(cfg.single_user_api_key),
+        response_bytesize_limit: args
+            .response_bytesize_limit
+            .or(cfg.response_bytesize_limit)
+            .unwrap_or(DEFAULT_RESPONSE_BYTESIZE_LIMIT),
+        data_memory_budget: DEFAULT_DATA_MEMORY_BUDGET,
+    };
+    if !cfg.allow_origins.is_empty() {
+        tracing::warn!("allow_origins: CORS is not enabled yet in this version");
+    }
+    serve(serve_args, root, writer, true, false).await
 }
 
 async fn serve(

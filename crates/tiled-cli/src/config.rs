@@ -1,0 +1,697 @@
+//! `tiled serve config FILE`: the service configuration in upstream
+//! Tiled's YAML schema (`trees`, `authentication`, `uvicorn`,
+//! `response_bytesize_limit`, `allow_origins`, ...), so an operator's
+//! existing file works for the parts this server implements. `${VAR}`
+//! is replaced by the environment variable's value (an unset one is an
+//! error naming it). Every mistake is reported with the key it is at,
+//! e.g. `trees[0].args.uri: expected a string`.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+/// A config mistake, at a dotted key path.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+fn err(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.to_string(),
+        message: message.into(),
+    }
+}
+
+/// What to serve at one path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TreeKind {
+    /// A SQL catalog (`tree: catalog` or upstream's
+    /// `tiled.catalog:from_uri`); `uri: None` is a temporary one
+    /// (`tiled.catalog:in_memory`).
+    Catalog {
+        uri: Option<String>,
+        init: bool,
+        writable_storage: Option<String>,
+        readable_storage: Vec<PathBuf>,
+    },
+    /// The generated demo tree.
+    Demo,
+    /// A directory of files, registered in the background.
+    Directory { path: PathBuf, watch: bool },
+}
+
+/// One `trees` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeConfig {
+    /// Keys from the root (`/` is empty).
+    pub path: Vec<String>,
+    pub kind: TreeKind,
+}
+
+/// The parts of the service configuration this server acts on.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServiceConfig {
+    pub trees: Vec<TreeConfig>,
+    pub single_user_api_key: Option<String>,
+    pub allow_anonymous_access: Option<bool>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub response_bytesize_limit: Option<usize>,
+    pub allow_origins: Vec<String>,
+}
+
+/// Top-level keys of upstream's schema that are accepted and have no
+/// effect here (logged).
+const IGNORED_TOP_LEVEL: [&str; 9] = [
+    "object_cache",
+    "metrics",
+    "specs",
+    "reject_undeclared_specs",
+    "expose_raw_assets",
+    "media_types",
+    "file_extensions",
+    "validation",
+    "streaming_cache",
+];
+
+const TOP_LEVEL: [&str; 8] = [
+    "trees",
+    "authentication",
+    "access_control",
+    "database",
+    "uvicorn",
+    "response_bytesize_limit",
+    "allow_origins",
+    "root_path",
+];
+
+/// Read and check a config file (or a directory of `*.yml`/`*.yaml`
+/// files, merged by top-level key, as upstream allows).
+///
+/// # Errors
+/// A [`ConfigError`] naming the file or key at fault.
+pub fn load(path: &Path) -> Result<ServiceConfig, ConfigError> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| err("", format!("{}: {e}", path.display())))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut merged = Map::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| err("", format!("{}: {e}", file.display())))?;
+        let value = parse_text(&text).map_err(|e| ConfigError {
+            key: e.key,
+            message: format!("{}: {}", file.display(), e.message),
+        })?;
+        let Value::Object(map) = value else {
+            return Err(err(
+                "",
+                format!("{}: the top level must be a mapping", file.display()),
+            ));
+        };
+        for (k, v) in map {
+            if merged.contains_key(&k) {
+                return Err(err(
+                    &k,
+                    format!("given twice (again in {})", file.display()),
+                ));
+            }
+            merged.insert(k, v);
+        }
+    }
+    from_value(
+        &Value::Object(merged),
+        path.parent().unwrap_or(Path::new(".")),
+    )
+}
+
+/// Expand `${VAR}` and parse YAML into JSON values.
+///
+/// # Errors
+/// Unset variables and YAML syntax errors.
+pub fn parse_text(text: &str) -> Result<Value, ConfigError> {
+    let expanded = expand_env(text, |name| std::env::var(name).ok())?;
+    serde_saphyr::from_str::<Value>(&expanded).map_err(|e| err("", format!("invalid YAML: {e}")))
+}
+
+/// Replace every `${NAME}` with `lookup(NAME)`.
+///
+/// # Errors
+/// An unset variable, or an unterminated `${`.
+pub fn expand_env(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| err("", "an unterminated ${ in the file"))?;
+        let name = &after[..end];
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(err("", format!("${{{name}}} is not a variable name")));
+        }
+        let value = lookup(name).ok_or_else(|| {
+            err(
+                "",
+                format!("the environment variable {name} (used as ${{{name}}}) is not set"),
+            )
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn as_str<'a>(v: &'a Value, key: &str) -> Result<&'a str, ConfigError> {
+    v.as_str()
+        .ok_or_else(|| err(key, format!("expected a string, got {v}")))
+}
+
+fn as_bool(v: &Value, key: &str) -> Result<bool, ConfigError> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::String(s) if matches!(s.as_str(), "true" | "True" | "yes" | "1") => Ok(true),
+        Value::String(s) if matches!(s.as_str(), "false" | "False" | "no" | "0") => Ok(false),
+        other => Err(err(key, format!("expected true or false, got {other}"))),
+    }
+}
+
+fn as_map<'a>(v: &'a Value, key: &str) -> Result<&'a Map<String, Value>, ConfigError> {
+    v.as_object()
+        .ok_or_else(|| err(key, format!("expected a mapping, got {v}")))
+}
+
+fn check_keys(map: &Map<String, Value>, key: &str, known: &[&str]) -> Result<(), ConfigError> {
+    for k in map.keys() {
+        if !known.contains(&k.as_str()) {
+            let at = if key.is_empty() {
+                k.clone()
+            } else {
+                format!("{key}.{k}")
+            };
+            return Err(err(
+                &at,
+                format!("unknown key; expected one of: {}", known.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Paths in the file are relative to the file's directory.
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = p
+        .strip_prefix("file://localhost")
+        .or_else(|| p.strip_prefix("file://"))
+        .unwrap_or(p);
+    let path = PathBuf::from(p);
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
+}
+
+/// Check a parsed config.
+///
+/// # Errors
+/// A [`ConfigError`] naming the key at fault.
+pub fn from_value(value: &Value, base: &Path) -> Result<ServiceConfig, ConfigError> {
+    let top = as_map(value, "")?;
+    let mut known: Vec<&str> = TOP_LEVEL.to_vec();
+    known.extend(IGNORED_TOP_LEVEL);
+    check_keys(top, "", &known)?;
+    for k in IGNORED_TOP_LEVEL {
+        if top.contains_key(k) {
+            tracing::warn!("config: `{k}` has no effect in tiled-rs");
+        }
+    }
+    let mut config = ServiceConfig::default();
+    let trees = top
+        .get("trees")
+        .ok_or_else(|| err("trees", "required: the trees to serve"))?
+        .as_array()
+        .ok_or_else(|| err("trees", "expected a list"))?;
+    if trees.is_empty() {
+        return Err(err("trees", "give at least one tree"));
+    }
+    for (i, t) in trees.iter().enumerate() {
+        config.trees.push(tree(t, &format!("trees[{i}]"), base)?);
+    }
+    for (i, a) in config.trees.iter().enumerate() {
+        for b in &config.trees[i + 1..] {
+            if a.path.starts_with(&b.path) || b.path.starts_with(&a.path) {
+                return Err(err(
+                    "trees",
+                    format!(
+                        "the paths /{} and /{} overlap: a tree cannot be mounted inside another",
+                        a.path.join("/"),
+                        b.path.join("/")
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(auth) = top.get("authentication") {
+        authentication(auth, &mut config)?;
+    }
+    if let Some(ac) = top.get("access_control")
+        && !ac.is_null()
+    {
+        let policy = ac
+            .get("access_policy")
+            .and_then(Value::as_str)
+            .unwrap_or("(none)");
+        return Err(err(
+            "access_control",
+            format!(
+                "access policies ({policy}) need multi-user authentication, which this \
+                 version does not have yet; remove the section to serve single-user"
+            ),
+        ));
+    }
+    if let Some(db) = top.get("database") {
+        let db = as_map(db, "database")?;
+        check_keys(
+            db,
+            "database",
+            &[
+                "uri",
+                "init_if_not_exists",
+                "pool_size",
+                "pool_pre_ping",
+                "max_overflow",
+            ],
+        )?;
+        tracing::warn!(
+            "config: `database` (the authentication database) is not used without providers"
+        );
+    }
+    if let Some(u) = top.get("uvicorn") {
+        let u = as_map(u, "uvicorn")?;
+        for (k, v) in u {
+            let key = format!("uvicorn.{k}");
+            match k.as_str() {
+                "host" => config.host = Some(as_str(v, &key)?.to_string()),
+                "port" => {
+                    let port = v
+                        .as_u64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                        .and_then(|p| u16::try_from(p).ok())
+                        .ok_or_else(|| err(&key, format!("expected a port number, got {v}")))?;
+                    config.port = Some(port);
+                }
+                "workers"
+                | "root_path"
+                | "proxy_headers"
+                | "forwarded_allow_ips"
+                | "ssl_keyfile"
+                | "ssl_certfile"
+                | "log_config"
+                | "timeout_keep_alive" => {
+                    tracing::warn!("config: `{key}` has no effect in tiled-rs");
+                }
+                _ => return Err(err(&key, "unknown key; expected host or port")),
+            }
+        }
+    }
+    if let Some(v) = top.get("response_bytesize_limit") {
+        let n = v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(parse_size))
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                err(
+                    "response_bytesize_limit",
+                    format!("expected a number of bytes (or e.g. \"300 MB\"), got {v}"),
+                )
+            })?;
+        config.response_bytesize_limit = Some(n);
+    }
+    if let Some(v) = top.get("allow_origins") {
+        let list = v
+            .as_array()
+            .ok_or_else(|| err("allow_origins", "expected a list of origins"))?;
+        for (i, o) in list.iter().enumerate() {
+            config
+                .allow_origins
+                .push(as_str(o, &format!("allow_origins[{i}]"))?.to_string());
+        }
+    }
+    if top.get("root_path").is_some_and(|v| !v.is_null()) {
+        tracing::warn!(
+            "config: `root_path` has no effect in tiled-rs (serve behind a proxy that strips it)"
+        );
+    }
+    Ok(config)
+}
+
+/// "300 MB", "1.5GB", "1000" → bytes.
+fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = num * factor;
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
+}
+
+fn tree(t: &Value, key: &str, base: &Path) -> Result<TreeConfig, ConfigError> {
+    let t = as_map(t, key)?;
+    check_keys(t, key, &["path", "tree", "args"])?;
+    let path = as_str(
+        t.get("path")
+            .ok_or_else(|| err(&format!("{key}.path"), "required, e.g. /"))?,
+        &format!("{key}.path"),
+    )?;
+    let path: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    let tree_key = format!("{key}.tree");
+    let name = as_str(
+        t.get("tree")
+            .ok_or_else(|| err(&tree_key, "required, e.g. catalog"))?,
+        &tree_key,
+    )?;
+    let args_key = format!("{key}.args");
+    let empty = Map::new();
+    let args = match t.get("args") {
+        None | Some(Value::Null) => &empty,
+        Some(a) => as_map(a, &args_key)?,
+    };
+    let arg = |k: &str| args.get(k).filter(|v| !v.is_null());
+    let kind = match name {
+        "catalog" | "tiled.catalog:from_uri" | "tiled.catalog:in_memory" => {
+            check_keys(
+                args,
+                &args_key,
+                &[
+                    "uri",
+                    "writable_storage",
+                    "readable_storage",
+                    "init_if_not_exists",
+                    "top_level_access_blob",
+                    "echo",
+                    "adapters_by_mimetype",
+                    "mimetypes_by_file_ext",
+                    "cache_settings",
+                ],
+            )?;
+            for k in ["adapters_by_mimetype", "mimetypes_by_file_ext"] {
+                if arg(k).is_some() {
+                    return Err(err(
+                        &format!("{args_key}.{k}"),
+                        "custom Python adapters cannot run in tiled-rs; the built-in formats \
+                         are listed in docs/serving-files.md",
+                    ));
+                }
+            }
+            if arg("top_level_access_blob").is_some() {
+                tracing::warn!(
+                    "config: {args_key}.top_level_access_blob has no effect without an access policy"
+                );
+            }
+            let uri = match arg("uri") {
+                Some(v) => Some(as_str(v, &format!("{args_key}.uri"))?.to_string()),
+                None if name == "tiled.catalog:in_memory" => None,
+                None => {
+                    return Err(err(
+                        &format!("{args_key}.uri"),
+                        "required: sqlite:///path.db or postgresql://...",
+                    ));
+                }
+            };
+            let writable_storage = match arg("writable_storage") {
+                None => None,
+                Some(Value::String(s)) => Some(storage_uri(s, base)),
+                Some(Value::Array(list)) => match list.as_slice() {
+                    [] => None,
+                    [one] => Some(storage_uri(
+                        as_str(one, &format!("{args_key}.writable_storage[0]"))?,
+                        base,
+                    )),
+                    _ => {
+                        return Err(err(
+                            &format!("{args_key}.writable_storage"),
+                            "give one writable storage (a directory or s3:// URI)",
+                        ));
+                    }
+                },
+                Some(other) => {
+                    return Err(err(
+                        &format!("{args_key}.writable_storage"),
+                        format!("expected a directory or URI, got {other}"),
+                    ));
+                }
+            };
+            let readable_storage = match arg("readable_storage") {
+                None => Vec::new(),
+                Some(Value::String(s)) => vec![resolve(base, s)],
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        as_str(v, &format!("{args_key}.readable_storage[{i}]"))
+                            .map(|s| resolve(base, s))
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(other) => {
+                    return Err(err(
+                        &format!("{args_key}.readable_storage"),
+                        format!("expected a list of directories, got {other}"),
+                    ));
+                }
+            };
+            let init = match arg("init_if_not_exists") {
+                Some(v) => as_bool(v, &format!("{args_key}.init_if_not_exists"))?,
+                None => false,
+            };
+            TreeKind::Catalog {
+                uri,
+                init,
+                writable_storage,
+                readable_storage,
+            }
+        }
+        "demo" | "tiled.examples.generated:tree" => {
+            check_keys(args, &args_key, &[])?;
+            TreeKind::Demo
+        }
+        "directory" | "files" => {
+            check_keys(args, &args_key, &["directory", "watch"])?;
+            let dir = as_str(
+                arg("directory")
+                    .ok_or_else(|| err(&format!("{args_key}.directory"), "required"))?,
+                &format!("{args_key}.directory"),
+            )?;
+            let watch = match arg("watch") {
+                Some(v) => as_bool(v, &format!("{args_key}.watch"))?,
+                None => false,
+            };
+            TreeKind::Directory {
+                path: resolve(base, dir),
+                watch,
+            }
+        }
+        other if other.contains(':') || other.contains('.') => {
+            return Err(err(
+                &tree_key,
+                format!(
+                    "{other:?} is a Python object, which tiled-rs cannot run; use `catalog` \
+                     (a SQL catalog: tiled.catalog:from_uri), `directory` (files served where \
+                     they lie) or `demo`"
+                ),
+            ));
+        }
+        other => {
+            return Err(err(
+                &tree_key,
+                format!("unknown tree {other:?}; use catalog, directory or demo"),
+            ));
+        }
+    };
+    Ok(TreeConfig { path, kind })
+}
+
+/// A storage URI, with relative local paths made relative to the file.
+fn storage_uri(s: &str, base: &Path) -> String {
+    if s.contains("://") && !s.starts_with("file:") {
+        s.to_string()
+    } else {
+        resolve(base, s).display().to_string()
+    }
+}
+
+fn authentication(auth: &Value, config: &mut ServiceConfig) -> Result<(), ConfigError> {
+    let auth = as_map(auth, "authentication")?;
+    check_keys(
+        auth,
+        "authentication",
+        &[
+            "providers",
+            "secret_keys",
+            "allow_anonymous_access",
+            "single_user_api_key",
+            "tiled_admins",
+            "access_token_max_age",
+            "refresh_token_max_age",
+            "session_max_age",
+            "confirmation_message",
+        ],
+    )?;
+    if let Some(v) = auth.get("single_user_api_key").filter(|v| !v.is_null()) {
+        config.single_user_api_key =
+            Some(as_str(v, "authentication.single_user_api_key")?.to_string());
+    }
+    if let Some(v) = auth.get("allow_anonymous_access").filter(|v| !v.is_null()) {
+        config.allow_anonymous_access = Some(as_bool(v, "authentication.allow_anonymous_access")?);
+    }
+    if let Some(providers) = auth.get("providers").and_then(Value::as_array)
+        && let Some(first) = providers.first()
+    {
+        let authenticator = first
+            .get("authenticator")
+            .and_then(Value::as_str)
+            .unwrap_or("(none)");
+        return Err(err(
+            "authentication.providers",
+            format!(
+                "multi-user authentication ({authenticator}) is not available in this version \
+                 yet; remove `providers` to serve single-user with an API key"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServiceConfig, ConfigError> {
+        from_value(&parse_text(text)?, Path::new("/etc/tiled"))
+    }
+
+    #[test]
+    fn upstream_catalog_config() {
+        let c = parse(
+            "
+trees:
+  - path: /
+    tree: catalog
+    args:
+      uri: sqlite+aiosqlite:///data/catalog.db
+      writable_storage: data
+      readable_storage: [/mnt/raw]
+      init_if_not_exists: true
+authentication:
+  single_user_api_key: secret
+  allow_anonymous_access: false
+uvicorn:
+  host: 0.0.0.0
+  port: 8001
+response_bytesize_limit: 300 MB
+allow_origins: [https://example.org]
+",
+        )
+        .unwrap();
+        assert_eq!(
+            c.trees,
+            vec![TreeConfig {
+                path: vec![],
+                kind: TreeKind::Catalog {
+                    uri: Some("sqlite+aiosqlite:///data/catalog.db".into()),
+                    init: true,
+                    writable_storage: Some("/etc/tiled/data".into()),
+                    readable_storage: vec![PathBuf::from("/mnt/raw")],
+                },
+            }]
+        );
+        assert_eq!(c.single_user_api_key.as_deref(), Some("secret"));
+        assert_eq!(c.allow_anonymous_access, Some(false));
+        assert_eq!(c.host.as_deref(), Some("0.0.0.0"));
+        assert_eq!(c.port, Some(8001));
+        assert_eq!(c.response_bytesize_limit, Some(300_000_000));
+        assert_eq!(c.allow_origins, vec!["https://example.org".to_string()]);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = parse("trees:\n  - path: /\n    tree: catalog\n    args: {}\n").unwrap_err();
+        assert_eq!(e.key, "trees[0].args.uri");
+        let e = parse("trees:\n  - path: /\n    tree: my.module:make_tree\n").unwrap_err();
+        assert_eq!(e.key, "trees[0].tree");
+        assert!(e.message.contains("Python object"), "{e}");
+        let e = parse("trees:\n  - path: /\n    tree: demo\nuvicorn:\n  port: lots\n").unwrap_err();
+        assert_eq!(e.key, "uvicorn.port");
+        let e = parse("trees:\n  - path: /\n    tree: demo\nbogus: 1\n").unwrap_err();
+        assert_eq!(e.key, "bogus");
+        let e = parse("trees:\n  - {path: /a, tree: demo}\n  - {path: /a/b, tree: demo}\n")
+            .unwrap_err();
+        assert_eq!(e.key, "trees");
+        let e = parse(
+            "trees: [{path: /, tree: demo}]\nauthentication:\n  providers:\n    - provider: pam\n      authenticator: tiled.authenticators:PAMAuthenticator\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "authentication.providers");
+        assert!(e.message.contains("PAMAuthenticator"));
+    }
+
+    #[test]
+    fn env_interpolation() {
+        let lookup = |n: &str| (n == "KEY").then(|| "s3cret".to_string());
+        assert_eq!(expand_env("a: ${KEY}!", lookup).unwrap(), "a: s3cret!");
+        let e = expand_env("a: ${NOPE}", lookup).unwrap_err();
+        assert!(e.message.contains("NOPE"), "{e}");
+        assert!(expand_env("a: ${KEY", lookup).is_err());
+        assert!(expand_env("a: ${BAD NAME}", lookup).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("300 MB"), Some(300_000_000));
+        assert_eq!(parse_size("1KiB"), Some(1024));
+        assert_eq!(parse_size("12"), Some(12));
+        assert_eq!(parse_size("12 parsecs"), None);
+    }
+}
