@@ -9,6 +9,7 @@
 //! - [`respond`]: JSON/msgpack documents, ETags, 304s.
 //! - [`routes`]: the handlers: about, metadata, search, distinct.
 //! - [`data`]: the data handlers: arrays and tables.
+//! - [`metrics`]: Prometheus metrics, request ids, the access log.
 //!
 //! Routing is done by hand in [`dispatch`] rather than by axum's router
 //! because Tiled paths must resolve with empty segments (`metadata//x`) and
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod data;
 pub mod encoding;
 pub mod error;
+pub mod metrics;
 pub mod params;
 pub mod resource;
 pub mod respond;
@@ -125,6 +127,17 @@ pub fn router_with_writer(
     config: ServerConfig,
     writer: Option<Arc<dyn tiled_adapters::TreeWriter>>,
 ) -> Router {
+    router_with_metrics(root, config, writer, metrics::Metrics::global())
+}
+
+/// Build the router serving `root`, recording into `metrics` (served at
+/// `/api/v1/metrics`).
+pub fn router_with_metrics(
+    root: Node,
+    config: ServerConfig,
+    writer: Option<Arc<dyn tiled_adapters::TreeWriter>>,
+    metrics: Arc<metrics::Metrics>,
+) -> Router {
     let app = Arc::new(App {
         root,
         writer,
@@ -145,6 +158,13 @@ pub fn router_with_writer(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ready"})) }),
         )
+        .route(
+            "/api/v1/metrics",
+            get({
+                let metrics = metrics.clone();
+                move || async move { metrics.render() }
+            }),
+        )
         .fallback(dispatch)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(app)
@@ -157,6 +177,10 @@ pub fn router_with_writer(
                 .quality(CompressionLevel::Fastest)
                 .compress_when(predicate),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
 }
 
 /// Largest request body (array uploads): the client splits larger arrays
@@ -233,7 +257,7 @@ async fn dispatch(
 }
 
 /// Route prefixes also served without `/api/v1` (the seed's URL style).
-const SEED_ROUTES: [&str; 7] = [
+pub(crate) const SEED_ROUTES: [&str; 7] = [
     "/metadata",
     "/search",
     "/distinct",
