@@ -570,7 +570,7 @@ async fn unknown_routes_and_methods() {
             .unwrap(),
     )
     .await;
-    assert_error(&del, 401, "write:metadata");
+    assert_error(&del, 401, "delete:node");
     let del = send(
         &a,
         Request::delete("/api/v1/metadata/many")
