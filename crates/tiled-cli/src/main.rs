@@ -249,6 +249,14 @@ struct ServeArgs {
     /// requests wait.
     #[arg(long, env = "TILED_DATA_MEMORY_BUDGET", default_value_t = DEFAULT_DATA_MEMORY_BUDGET)]
     data_memory_budget: usize,
+    /// Origins allowed to call the API from browsers (CORS), repeatable or
+    /// comma-separated; `*` for any. CORS is off without it.
+    #[arg(
+        long = "allow-origin",
+        env = "TILED_ALLOW_ORIGINS",
+        value_delimiter = ','
+    )]
+    allow_origins: Vec<String>,
 }
 
 fn random_key() -> String {
@@ -635,6 +643,7 @@ fn no_serve_args() -> ServeArgs {
         api_key: None,
         response_bytesize_limit: DEFAULT_RESPONSE_BYTESIZE_LIMIT,
         data_memory_budget: DEFAULT_DATA_MEMORY_BUDGET,
+        allow_origins: Vec::new(),
     }
 }
 
@@ -770,10 +779,8 @@ async fn serve_config(args: ConfigArgs) -> Result<(), String> {
             .or(cfg.response_bytesize_limit)
             .unwrap_or(DEFAULT_RESPONSE_BYTESIZE_LIMIT),
         data_memory_budget: DEFAULT_DATA_MEMORY_BUDGET,
+        allow_origins: cfg.allow_origins.clone(),
     };
-    if !cfg.allow_origins.is_empty() {
-        tracing::warn!("allow_origins: CORS is not enabled yet in this version");
-    }
     serve(serve_args, root, writer, true, false).await
 }
 
@@ -797,6 +804,7 @@ async fn serve(
         response_bytesize_limit: args.response_bytesize_limit,
         data_memory_budget: args.data_memory_budget,
         tree_blocks,
+        allow_origins: args.allow_origins.clone(),
     };
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// data sources) wait on I/O, as a SQL catalog's do. Requests then run
     /// with `block_in_place`, which needs the multi-threaded runtime.
     pub tree_blocks: bool,
+    /// Origins allowed to call the API from browsers (CORS); empty: CORS
+    /// off, as upstream's default.
+    pub allow_origins: Vec<String>,
 }
 
 /// Default [`ServerConfig::data_memory_budget`]: 64 MiB, room for eight
@@ -147,6 +150,7 @@ pub fn router_with_metrics(
     });
     // Small bodies are not worth compressing (upstream's threshold);
     // images, Parquet (zstd inside) and xlsx (a zip) are compressed already.
+    let cors = cors_layer(&app.config.allow_origins);
     let predicate = SizeAbove::new(1000)
         .and(NotForContentType::GRPC)
         .and(NotForContentType::IMAGES)
@@ -177,10 +181,46 @@ pub fn router_with_metrics(
                 .quality(CompressionLevel::Fastest)
                 .compress_when(predicate),
         )
+        .layer(tower::util::option_layer(cors))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
         ))
+}
+
+/// CORS for the configured origins (`*` for any), as upstream configures
+/// Starlette's: credentials allowed, methods and headers as requested,
+/// the request id exposed.
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::mirror_request()
+    } else {
+        let list: Vec<axum::http::HeaderValue> = origins
+            .iter()
+            .filter_map(
+                |o| match axum::http::HeaderValue::from_str(o.trim_end_matches('/')) {
+                    Ok(v) => Some(v),
+                    Err(_) => {
+                        tracing::warn!("allow_origins: ignoring {o:?}: not a valid origin");
+                        None
+                    }
+                },
+            )
+            .collect();
+        AllowOrigin::list(list)
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods(AllowMethods::mirror_request())
+            .allow_headers(AllowHeaders::mirror_request())
+            .allow_credentials(true)
+            .expose_headers([axum::http::HeaderName::from_static("x-request-id")]),
+    )
 }
 
 /// Largest request body (array uploads): the client splits larger arrays

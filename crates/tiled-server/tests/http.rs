@@ -20,6 +20,7 @@ fn app_with(allow_anonymous: bool, limit: usize) -> Router {
             response_bytesize_limit: limit,
             data_memory_budget: tiled_server::DEFAULT_DATA_MEMORY_BUDGET,
             tree_blocks: false,
+            allow_origins: Vec::new(),
         },
     )
 }
@@ -604,6 +605,7 @@ async fn a_tiny_memory_budget_serializes_but_never_deadlocks() {
             response_bytesize_limit: tiled_server::DEFAULT_RESPONSE_BYTESIZE_LIMIT,
             data_memory_budget: 4096,
             tree_blocks: false,
+            allow_origins: Vec::new(),
         },
     );
     let uri = "/api/v1/array/block/nested/images/big_image?block=1,1";
@@ -872,4 +874,58 @@ async fn an_oversized_body_is_a_json_413() {
     )
     .await;
     assert_error(&put, 413, "larger than");
+}
+
+/// CORS is off by default; with allowed origins, those (and only those)
+/// get the CORS headers, preflights included.
+#[tokio::test]
+async fn cors_only_for_allowed_origins() {
+    let get = |origin: &str| {
+        Request::get("/api/v1/metadata/")
+            .header(header::ORIGIN, origin)
+            .body(Body::empty())
+            .unwrap()
+    };
+    let off = send(&app(), get("https://example.org")).await;
+    assert_eq!(off.status, StatusCode::OK);
+    assert!(off.header("access-control-allow-origin").is_none());
+    let a = router(
+        tiled_demo::demo_tree(),
+        ServerConfig {
+            auth: AuthConfig {
+                api_key: "secret".into(),
+                allow_anonymous: true,
+            },
+            response_bytesize_limit: tiled_server::DEFAULT_RESPONSE_BYTESIZE_LIMIT,
+            data_memory_budget: tiled_server::DEFAULT_DATA_MEMORY_BUDGET,
+            tree_blocks: false,
+            allow_origins: vec!["https://example.org".into()],
+        },
+    );
+    let ok = send(&a, get("https://example.org")).await;
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://example.org")
+    );
+    assert_eq!(ok.header("access-control-allow-credentials"), Some("true"));
+    let other = send(&a, get("https://evil.example")).await;
+    assert!(other.header("access-control-allow-origin").is_none());
+    let preflight = send(
+        &a,
+        Request::options("/api/v1/array/full/x")
+            .header(header::ORIGIN, "https://example.org")
+            .header("access-control-request-method", "PUT")
+            .header(
+                "access-control-request-headers",
+                "content-type,authorization",
+            )
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(preflight.status, StatusCode::OK);
+    assert_eq!(
+        preflight.header("access-control-allow-methods"),
+        Some("PUT")
+    );
 }

@@ -23,6 +23,7 @@ fn app(metrics: &Arc<Metrics>, allow_anonymous: bool) -> Router {
             response_bytesize_limit: tiled_server::DEFAULT_RESPONSE_BYTESIZE_LIMIT,
             data_memory_budget: tiled_server::DEFAULT_DATA_MEMORY_BUDGET,
             tree_blocks: false,
+            allow_origins: Vec::new(),
         },
         None,
         metrics.clone(),
