@@ -112,9 +112,12 @@ def storage_info(node):
     try:
         out = []
         for ds in node.data_sources() or []:
+            names = [a.data_uri.rsplit("/", 2)[-1] for a in ds.assets]
+            # Appended tables have one asset per append: show a few.
+            shown = names[:3] + ([f"... {len(names) - 3} more"] if len(names) > 3 else [])
             out.append({"mimetype": ds.mimetype, "management": str(getattr(ds.management, "value", ds.management)),
                         "parameters": ds.parameters,
-                        "assets": [a.data_uri.rsplit("/", 2)[-1] for a in ds.assets]})
+                        "assets": shown})
         return out
     except Exception as exc:
         return describe(exc)
