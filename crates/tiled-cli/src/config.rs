@@ -60,9 +60,42 @@ pub struct TreeConfig {
     pub kind: TreeKind,
 }
 
+/// One login provider.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderKind {
+    /// `tiled.authenticators:DictionaryAuthenticator`: its `args`.
+    Dictionary(Value),
+    /// A file of `user:$argon2id$...` lines.
+    UsersFile(PathBuf),
+}
+
+/// `authentication.providers[*]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+}
+
+/// Multi-user authentication (`authentication.providers` given).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MultiUserConfig {
+    pub providers: Vec<ProviderConfig>,
+    pub secret_keys: Vec<String>,
+    pub access_token_max_age: Option<f64>,
+    pub refresh_token_max_age: Option<f64>,
+    pub session_max_age: Option<f64>,
+    /// `(provider, id)`.
+    pub admins: Vec<(String, String)>,
+    /// The authentication database (`database.uri`); temporary if absent.
+    pub database_uri: Option<String>,
+    pub database_init: bool,
+}
+
 /// The parts of the service configuration this server acts on.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ServiceConfig {
+    /// Multi-user authentication, when providers are configured.
+    pub multi_user: Option<MultiUserConfig>,
     pub trees: Vec<TreeConfig>,
     pub single_user_api_key: Option<String>,
     pub allow_anonymous_access: Option<bool>,
@@ -309,9 +342,19 @@ pub fn from_value(value: &Value, base: &Path) -> Result<ServiceConfig, ConfigErr
                 "max_overflow",
             ],
         )?;
-        tracing::warn!(
-            "config: `database` (the authentication database) is not used without providers"
-        );
+        match &mut config.multi_user {
+            Some(mu) => {
+                if let Some(uri) = db.get("uri").filter(|v| !v.is_null()) {
+                    mu.database_uri = Some(as_str(uri, "database.uri")?.to_string());
+                }
+                if let Some(init) = db.get("init_if_not_exists") {
+                    mu.database_init = as_bool(init, "database.init_if_not_exists")?;
+                }
+            }
+            None => tracing::warn!(
+                "config: `database` (the authentication database) is not used without providers"
+            ),
+        }
     }
     if let Some(u) = top.get("uvicorn") {
         let u = as_map(u, "uvicorn")?;
@@ -586,21 +629,134 @@ fn authentication(auth: &Value, config: &mut ServiceConfig) -> Result<(), Config
     if let Some(v) = auth.get("allow_anonymous_access").filter(|v| !v.is_null()) {
         config.allow_anonymous_access = Some(as_bool(v, "authentication.allow_anonymous_access")?);
     }
-    if let Some(providers) = auth.get("providers").and_then(Value::as_array)
-        && let Some(first) = providers.first()
-    {
-        let authenticator = first
-            .get("authenticator")
-            .and_then(Value::as_str)
-            .unwrap_or("(none)");
-        return Err(err(
-            "authentication.providers",
-            format!(
-                "multi-user authentication ({authenticator}) is not available in this version \
-                 yet; remove `providers` to serve single-user with an API key"
-            ),
-        ));
+    let providers = match auth.get("providers") {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(p)) if p.is_empty() => return Ok(()),
+        Some(Value::Array(p)) => p,
+        Some(other) => {
+            return Err(err(
+                "authentication.providers",
+                format!("expected a list, got {other}"),
+            ));
+        }
+    };
+    let mut mu = MultiUserConfig {
+        database_init: true,
+        ..MultiUserConfig::default()
+    };
+    for (i, p) in providers.iter().enumerate() {
+        let key = format!("authentication.providers[{i}]");
+        let p = as_map(p, &key)?;
+        check_keys(p, &key, &["provider", "authenticator", "args"])?;
+        let name = as_str(
+            p.get("provider")
+                .ok_or_else(|| err(&format!("{key}.provider"), "required: the provider's name"))?,
+            &format!("{key}.provider"),
+        )?
+        .to_string();
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid_name {
+            return Err(err(
+                &format!("{key}.provider"),
+                "use letters, digits, - and _ (it appears in URLs)",
+            ));
+        }
+        let authenticator = as_str(
+            p.get("authenticator").ok_or_else(|| {
+                err(
+                    &format!("{key}.authenticator"),
+                    "required, e.g. tiled.authenticators:DictionaryAuthenticator",
+                )
+            })?,
+            &format!("{key}.authenticator"),
+        )?;
+        let args = p.get("args").cloned().unwrap_or(Value::Null);
+        let kind = match authenticator {
+            "tiled.authenticators:DictionaryAuthenticator" | "dictionary" => {
+                ProviderKind::Dictionary(args)
+            }
+            "tiled.authenticators:UsersFileAuthenticator" | "users_file" => {
+                let path = args
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| err(&format!("{key}.args.path"), "required: the users file"))?;
+                ProviderKind::UsersFile(PathBuf::from(path))
+            }
+            "tiled.authenticators:PAMAuthenticator" => {
+                return Err(err(
+                    &format!("{key}.authenticator"),
+                    "PAM is not supported by tiled-rs; use a users file of argon2 hashes \
+                     (authenticator: users_file, args: {path: ...})",
+                ));
+            }
+            "tiled.authenticators:OIDCAuthenticator" => {
+                return Err(err(
+                    &format!("{key}.authenticator"),
+                    "OpenID Connect is not available in this version yet",
+                ));
+            }
+            other => {
+                return Err(err(
+                    &format!("{key}.authenticator"),
+                    format!(
+                        "{other:?} is a Python object, which tiled-rs cannot run; use \
+                         tiled.authenticators:DictionaryAuthenticator or users_file"
+                    ),
+                ));
+            }
+        };
+        if mu.providers.iter().any(|q| q.name == name) {
+            return Err(err(
+                &format!("{key}.provider"),
+                format!("{name:?} is given twice"),
+            ));
+        }
+        mu.providers.push(ProviderConfig { name, kind });
     }
+    if let Some(keys) = auth.get("secret_keys").filter(|v| !v.is_null()) {
+        let list = keys
+            .as_array()
+            .ok_or_else(|| err("authentication.secret_keys", "expected a list"))?;
+        for (i, k) in list.iter().enumerate() {
+            mu.secret_keys
+                .push(as_str(k, &format!("authentication.secret_keys[{i}]"))?.to_string());
+        }
+    }
+    let seconds = |k: &str| -> Result<Option<f64>, ConfigError> {
+        match auth.get(k).filter(|v| !v.is_null()) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .filter(|s| *s > 0.0)
+                .map(Some)
+                .ok_or_else(|| err(&format!("authentication.{k}"), "expected seconds (> 0)")),
+        }
+    };
+    mu.access_token_max_age = seconds("access_token_max_age")?;
+    mu.refresh_token_max_age = seconds("refresh_token_max_age")?;
+    mu.session_max_age = seconds("session_max_age")?;
+    if let Some(admins) = auth.get("tiled_admins").filter(|v| !v.is_null()) {
+        let list = admins
+            .as_array()
+            .ok_or_else(|| err("authentication.tiled_admins", "expected a list"))?;
+        for (i, a) in list.iter().enumerate() {
+            let key = format!("authentication.tiled_admins[{i}]");
+            let a = as_map(a, &key)?;
+            let get = |k: &str| -> Result<String, ConfigError> {
+                Ok(as_str(
+                    a.get(k)
+                        .ok_or_else(|| err(&format!("{key}.{k}"), "required"))?,
+                    &format!("{key}.{k}"),
+                )?
+                .to_string())
+            };
+            mu.admins.push((get("provider")?, get("id")?));
+        }
+    }
+    config.multi_user = Some(mu);
     Ok(())
 }
 
@@ -673,8 +829,18 @@ allow_origins: [https://example.org]
             "trees: [{path: /, tree: demo}]\nauthentication:\n  providers:\n    - provider: pam\n      authenticator: tiled.authenticators:PAMAuthenticator\n",
         )
         .unwrap_err();
-        assert_eq!(e.key, "authentication.providers");
-        assert!(e.message.contains("PAMAuthenticator"));
+        assert_eq!(e.key, "authentication.providers[0].authenticator");
+        assert!(e.message.contains("PAM"), "{e}");
+        let c = parse(
+            "trees: [{path: /, tree: demo}]\nauthentication:\n  secret_keys: [k1]\n  access_token_max_age: 2\n  tiled_admins: [{provider: toy, id: alice}]\n  providers:\n    - provider: toy\n      authenticator: tiled.authenticators:DictionaryAuthenticator\n      args: {users_to_passwords: {alice: secret}}\ndatabase:\n  uri: sqlite:///auth.db\n",
+        )
+        .unwrap();
+        let mu = c.multi_user.unwrap();
+        assert_eq!(mu.providers[0].name, "toy");
+        assert_eq!(mu.secret_keys, vec!["k1".to_string()]);
+        assert_eq!(mu.access_token_max_age, Some(2.0));
+        assert_eq!(mu.admins, vec![("toy".to_string(), "alice".to_string())]);
+        assert_eq!(mu.database_uri.as_deref(), Some("sqlite:///auth.db"));
     }
 
     #[test]

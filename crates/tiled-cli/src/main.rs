@@ -321,7 +321,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve {
             what: Serve::Demo(args),
-        } => serve(args, tiled_demo::demo_tree(), None, false, true).await,
+        } => serve(args, tiled_demo::demo_tree(), None, false, true, None).await,
         Command::Serve {
             what: Serve::Catalog(args),
         } => {
@@ -329,7 +329,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())??;
             let ((root, writer), args) = root;
-            serve(args.serve, root, Some(writer), true, false).await
+            serve(args.serve, root, Some(writer), true, false, None).await
         }
         Command::Serve {
             what: Serve::Directory(args),
@@ -339,7 +339,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string())??;
             let (root, args) = root;
-            serve(args.serve, root, None, true, false).await
+            serve(args.serve, root, None, true, false, None).await
         }
         Command::Serve {
             what: Serve::Config(args),
@@ -781,7 +781,78 @@ async fn serve_config(args: ConfigArgs) -> Result<(), String> {
         data_memory_budget: DEFAULT_DATA_MEMORY_BUDGET,
         allow_origins: cfg.allow_origins.clone(),
     };
-    serve(serve_args, root, writer, true, false).await
+    let multi_user = match cfg.multi_user.clone() {
+        Some(mu) => Some(
+            tokio::task::spawn_blocking(move || build_multi_user(mu))
+                .await
+                .map_err(|e| e.to_string())??,
+        ),
+        None => None,
+    };
+    serve(serve_args, root, writer, true, false, multi_user).await
+}
+
+/// The multi-user authentication a config file describes: providers, the
+/// authentication database, token lifetimes and signing keys.
+fn build_multi_user(
+    cfg: config::MultiUserConfig,
+) -> Result<Arc<tiled_server::multi_user::MultiUser>, String> {
+    use tiled_server::multi_user::{MultiUser, Provider};
+    let mut providers = Vec::new();
+    for p in &cfg.providers {
+        let authenticator: Arc<dyn tiled_auth::PasswordAuthenticator> = match &p.kind {
+            config::ProviderKind::Dictionary(args) => Arc::new(
+                tiled_auth::DictionaryAuthenticator::from_args(args)
+                    .map_err(|e| format!("provider {}: {e}", p.name))?,
+            ),
+            config::ProviderKind::UsersFile(path) => Arc::new(
+                tiled_auth::UsersFileAuthenticator::new(path.clone())
+                    .map_err(|e| format!("provider {}: {e}", p.name))?,
+            ),
+        };
+        providers.push(Provider {
+            name: p.name.clone(),
+            authenticator,
+        });
+    }
+    let store = match &cfg.database_uri {
+        Some(uri) => tiled_auth::AuthStore::open(&catalog_uri(uri)?, cfg.database_init)
+            .map_err(|e| format!("authentication database: {e}"))?,
+        None => {
+            tracing::warn!(
+                "no `database` in the config: principals, sessions and API keys live in a \
+                 temporary database and are lost at exit"
+            );
+            tiled_auth::AuthStore::temporary()
+                .map_err(|e| format!("authentication database: {e}"))?
+        }
+    };
+    let secret_keys = if cfg.secret_keys.is_empty() {
+        tracing::warn!(
+            "no authentication.secret_keys: a random key signs tokens, so sessions end when \
+             the server stops and replicas cannot share them"
+        );
+        vec![tiled_auth::TokenIssuer::random_key()]
+    } else {
+        cfg.secret_keys.clone()
+    };
+    let mut tokens = tiled_auth::TokenIssuer::new(secret_keys)
+        .map_err(|e| format!("authentication.secret_keys: {e}"))?;
+    let secs = std::time::Duration::from_secs_f64;
+    if let Some(s) = cfg.access_token_max_age {
+        tokens.access_max_age = secs(s);
+    }
+    if let Some(s) = cfg.refresh_token_max_age {
+        tokens.refresh_max_age = secs(s);
+    }
+    tokens.session_max_age = cfg.session_max_age.map(secs);
+    Ok(Arc::new(MultiUser {
+        store,
+        tokens,
+        providers,
+        admins: cfg.admins.clone(),
+        limiter: tiled_auth::LoginLimiter::default(),
+    }))
 }
 
 async fn serve(
@@ -790,6 +861,7 @@ async fn serve(
     writer: Option<Arc<dyn tiled_adapters::TreeWriter>>,
     tree_blocks: bool,
     public_by_default: bool,
+    multi_user: Option<Arc<tiled_server::multi_user::MultiUser>>,
 ) -> Result<(), String> {
     let api_key = match args.api_key.filter(|k| !k.is_empty()) {
         Some(k) => k,
@@ -800,6 +872,7 @@ async fn serve(
         auth: AuthConfig {
             api_key: api_key.clone(),
             allow_anonymous,
+            multi_user: multi_user.clone(),
         },
         response_bytesize_limit: args.response_bytesize_limit,
         data_memory_budget: args.data_memory_budget,

@@ -1,4 +1,6 @@
-//! Single-user authentication: one API key, optionally anonymous reading.
+//! Authentication: single-user (one API key, optionally anonymous
+//! reading) or multi-user ([`crate::multi_user`]: API keys and bearer
+//! tokens of principals with scopes).
 //!
 //! Credentials are looked for, in upstream's order, in the `api_key` query
 //! parameter, an `Authorization: Apikey <key>` header, and the
@@ -13,19 +15,56 @@ use crate::params::Params;
 /// How callers are authenticated.
 #[derive(Clone, Debug)]
 pub struct AuthConfig {
-    /// The single user's API key.
+    /// The single user's API key (unused in multi-user mode).
     pub api_key: String,
     /// Whether callers without a key may read.
     pub allow_anonymous: bool,
+    /// Login providers, sessions and per-principal API keys; `None` for
+    /// single-user mode.
+    pub multi_user: Option<std::sync::Arc<crate::multi_user::MultiUser>>,
+}
+
+/// An authenticated principal (multi-user mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub principal: tiled_auth::Uuid,
+    /// What this request may do (a key's scopes, or the token's).
+    pub scopes: Vec<String>,
+    /// The first eight characters of the API key used, if one was.
+    pub api_key: Option<String>,
 }
 
 /// What a caller may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Access {
     /// Anonymous: read metadata and data.
     Read,
-    /// Holder of the API key: everything.
+    /// Holder of the single-user API key: everything.
     Full,
+    /// A principal with scopes.
+    User(std::sync::Arc<Caller>),
+}
+
+impl Access {
+    /// Whether this caller holds `scope`.
+    pub fn has(&self, scope: &str) -> bool {
+        match self {
+            Access::Full => true,
+            Access::Read => matches!(scope, "read:metadata" | "read:data"),
+            Access::User(c) => c.scopes.iter().any(|s| s == scope),
+        }
+    }
+
+    /// The scopes to name in a refusal.
+    pub fn scope_list(&self) -> String {
+        let scopes: Vec<String> = match self {
+            Access::Full => vec!["all".into()],
+            Access::Read => vec!["read:metadata".into(), "read:data".into()],
+            Access::User(c) => c.scopes.clone(),
+        };
+        let quoted: Vec<String> = scopes.iter().map(|s| format!("'{s}'")).collect();
+        format!("[{}]", quoted.join(", "))
+    }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -52,6 +91,7 @@ impl AuthConfig {
     /// `Authorization` header of an unknown scheme.
     pub fn authenticate(&self, headers: &HeaderMap, params: &Params) -> Result<Access, ApiError> {
         let mut presented: Option<String> = params.get("api_key").map(str::to_string);
+        let mut bearer: Option<String> = None;
         if presented.is_none()
             && let Some(value) = headers.get(header::AUTHORIZATION)
         {
@@ -60,12 +100,7 @@ impl AuthConfig {
             if scheme.eq_ignore_ascii_case("apikey") {
                 presented = Some(rest.trim().to_string());
             } else if scheme.eq_ignore_ascii_case("bearer") {
-                return Err(ApiError::Unauthorized {
-                    detail: "Could not validate credentials: this server has no \
-                             login providers; use an API key"
-                        .into(),
-                    challenge: false,
-                });
+                bearer = Some(rest.trim().to_string());
             } else {
                 return Err(ApiError::BadRequest(
                     "Authorization header must include the authorization type \
@@ -75,8 +110,29 @@ impl AuthConfig {
                 ));
             }
         }
-        if presented.is_none() {
+        if presented.is_none() && bearer.is_none() {
             presented = cookie(headers, "tiled_api_key").map(str::to_string);
+        }
+        if let Some(mu) = &self.multi_user {
+            return match (presented, bearer) {
+                (Some(key), _) => mu.caller_from_api_key(&key),
+                (None, Some(token)) => mu.caller_from_token(&token),
+                (None, None) if self.allow_anonymous => Ok(Access::Read),
+                (None, None) => Err(ApiError::Unauthorized {
+                    detail: "Not enough permissions. Requires scopes ['read:metadata']. \
+                             Request had scopes []"
+                        .into(),
+                    challenge: true,
+                }),
+            };
+        }
+        if bearer.is_some() {
+            return Err(ApiError::Unauthorized {
+                detail: "Could not validate credentials: this server has no \
+                         login providers; use an API key"
+                    .into(),
+                challenge: false,
+            });
         }
         match presented {
             Some(key) if constant_time_eq(key.as_bytes(), self.api_key.as_bytes()) => {
@@ -106,6 +162,7 @@ mod tests {
         AuthConfig {
             api_key: "secret".into(),
             allow_anonymous: anon,
+            multi_user: None,
         }
     }
 

@@ -21,6 +21,7 @@ pub mod data;
 pub mod encoding;
 pub mod error;
 pub mod metrics;
+pub mod multi_user;
 pub mod params;
 pub mod resource;
 pub mod respond;
@@ -40,7 +41,7 @@ use tiled_formats::Registry;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::compression::{CompressionLayer, CompressionLevel};
 
-pub use auth::{Access, AuthConfig};
+pub use auth::{Access, AuthConfig, Caller};
 use error::ApiError;
 use params::Params;
 
@@ -281,6 +282,7 @@ async fn dispatch(
             return err.into_response();
         }
     };
+    let needs_csrf = app.config.auth.multi_user.is_some() && !multi_user::has_csrf_cookie(&headers);
     let result = if app.config.tree_blocks {
         // The tree's calls wait on a database: give this worker thread up
         // to the blocking pool for the request's synchronous parts, so
@@ -290,10 +292,14 @@ async fn dispatch(
     } else {
         route(app, method, uri, headers, body).await
     };
-    match result {
+    let mut response = match result {
         Ok(r) => r,
         Err(e) => e.into_response(),
+    };
+    if needs_csrf {
+        multi_user::set_csrf_cookie(&mut response);
     }
+    response
 }
 
 /// Route prefixes also served without `/api/v1` (the seed's URL style).
@@ -358,7 +364,7 @@ async fn route(
         return routes::about(&app, &req);
     };
     let (name, node_path): (String, &[String]) = match first.as_str() {
-        "metadata" | "search" | "distinct" | "revisions" | "register" => {
+        "metadata" | "search" | "distinct" | "revisions" | "register" | "auth" => {
             (first.clone(), &segments[1..])
         }
         "array" | "table" | "dataframe" | "container" | "node" => match segments.get(1) {
@@ -374,24 +380,53 @@ async fn route(
         },
         _ => return Err(ApiError::NotFound("Not Found".into())),
     };
-    let access = app.config.auth.authenticate(&req.headers, &req.params)?;
+    let access = if name == "auth" {
+        // Login and refresh carry no credentials (or expired ones).
+        match app.config.auth.authenticate(&req.headers, &req.params) {
+            Ok(a) => a,
+            Err(_) => auth::Access::Read,
+        }
+    } else {
+        app.config.auth.authenticate(&req.headers, &req.params)?
+    };
+    if name == "auth" {
+        let app = app.clone();
+        let rest = node_path.to_vec();
+        return tokio::task::spawn_blocking(move || multi_user::route(&app, &req, &rest, &access))
+            .await
+            .map_err(|e| ApiError::Internal(format!("auth task failed: {e}")))?;
+    }
+    if let auth::Access::User(_) = &access
+        && !access.has("read:metadata")
+    {
+        return Err(ApiError::Forbidden(format!(
+            "Not enough permissions. Requires scopes ['read:metadata']. Request had scopes {}",
+            access.scope_list()
+        )));
+    }
     // POST elsewhere is a read (column selection in the body).
     let reading = matches!(req.method, Method::GET | Method::HEAD)
         || (req.method == Method::POST && name != "metadata" && name != "register");
     let writing = !reading;
-    if writing && access != auth::Access::Full {
-        let needed: Vec<String> = write::required_scopes(&name, &req.method)
-            .iter()
-            .map(|s| format!("'{s}'"))
-            .collect();
-        return Err(ApiError::Unauthorized {
-            detail: format!(
-                "Not enough permissions. Requires scopes [{}]. \
-                 Request had scopes ['read:metadata', 'read:data']",
-                needed.join(", ")
-            ),
-            challenge: true,
-        });
+    if writing {
+        let needed = write::required_scopes(&name, &req.method);
+        if !needed.iter().all(|s| access.has(s)) {
+            let quoted: Vec<String> = needed.iter().map(|s| format!("'{s}'")).collect();
+            let detail = format!(
+                "Not enough permissions. Requires scopes [{}]. Request had scopes {}",
+                quoted.join(", "),
+                access.scope_list()
+            );
+            // Anonymous callers may authenticate; a principal lacking
+            // the scope is refused.
+            return Err(match access {
+                auth::Access::User(_) => ApiError::Forbidden(detail),
+                _ => ApiError::Unauthorized {
+                    detail,
+                    challenge: true,
+                },
+            });
+        }
     }
     if write::is_write(&name, &req.method) {
         // Writes touch the database and the disk: run them off the async

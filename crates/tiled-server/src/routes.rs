@@ -41,10 +41,13 @@ pub fn about(app: &App, req: &Request) -> Result<Response, ApiError> {
         "formats": app.formats.about_formats(),
         "aliases": app.formats.about_aliases(),
         "queries": QUERY_NAMES,
-        "authentication": {
-            "required": !app.config.auth.allow_anonymous,
-            "providers": [],
-            "links": null,
+        "authentication": match &app.config.auth.multi_user {
+            Some(mu) => mu.about(base, !app.config.auth.allow_anonymous),
+            None => json!({
+                "required": !app.config.auth.allow_anonymous,
+                "providers": [],
+                "links": null,
+            }),
         },
         "links": {"self": base, "documentation": format!("{base}/docs")},
         "meta": {

@@ -16,6 +16,7 @@ fn app_with(allow_anonymous: bool, limit: usize) -> Router {
             auth: AuthConfig {
                 api_key: "secret".into(),
                 allow_anonymous,
+                multi_user: None,
             },
             response_bytesize_limit: limit,
             data_memory_budget: tiled_server::DEFAULT_DATA_MEMORY_BUDGET,
@@ -601,6 +602,7 @@ async fn a_tiny_memory_budget_serializes_but_never_deadlocks() {
             auth: AuthConfig {
                 api_key: "secret".into(),
                 allow_anonymous: true,
+                multi_user: None,
             },
             response_bytesize_limit: tiled_server::DEFAULT_RESPONSE_BYTESIZE_LIMIT,
             data_memory_budget: 4096,
@@ -895,6 +897,7 @@ async fn cors_only_for_allowed_origins() {
             auth: AuthConfig {
                 api_key: "secret".into(),
                 allow_anonymous: true,
+                multi_user: None,
             },
             response_bytesize_limit: tiled_server::DEFAULT_RESPONSE_BYTESIZE_LIMIT,
             data_memory_budget: tiled_server::DEFAULT_DATA_MEMORY_BUDGET,

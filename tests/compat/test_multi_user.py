@@ -1,0 +1,152 @@
+"""Multi-user authentication with the upstream client, against `tiled
+serve config` with a DictionaryAuthenticator provider: password login
+(OAuth2 password grant), token refresh after the access token expires,
+whoami, API keys created, used and revoked through the client, scopes
+enforced (a read-only key cannot write), bad credentials refused."""
+
+import os
+import textwrap
+import time
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+
+from conftest import Server
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("TILED_COMPAT_TREE", "demo") != "demo",
+    reason="tested once, with the demo run",
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    d = tmp_path_factory.mktemp("multi")
+    config = d / "config.yml"
+    config.write_text(textwrap.dedent(f"""\
+        trees:
+          - path: /demo
+            tree: demo
+          - path: /data
+            tree: tiled.catalog:in_memory
+            args:
+              writable_storage: {d}/data
+        authentication:
+          providers:
+            - provider: toy
+              authenticator: tiled.authenticators:DictionaryAuthenticator
+              args:
+                users_to_passwords:
+                  alice: ${{ALICE_PASSWORD}}
+                  bob: bobs-secret
+          tiled_admins:
+            - provider: toy
+              id: alice
+          secret_keys: [{uuid.uuid4().hex}]
+          access_token_max_age: 2
+          refresh_token_max_age: 3600
+          allow_anonymous_access: false
+        database:
+          uri: sqlite:///{d}/auth.db
+          init_if_not_exists: true
+        """))
+    s = Server([], env_extra={"ALICE_PASSWORD": "alices-secret"}, tree_args=["config", str(config)])
+    yield s
+    s.stop()
+
+
+def login(server, username, password):
+    import tempfile
+
+    from tiled.client.constructors import from_context
+    from tiled.client.context import Context, password_grant
+
+    # Each login gets its own token cache (the client rereads it on 401).
+    os.environ["TILED_CACHE_DIR"] = tempfile.mkdtemp(prefix="tiled-tokens-")
+    context, _ = Context.from_any_uri(server.url)
+    (provider,) = context.server_info.authentication.providers
+    tokens = password_grant(context.http_client, provider.links["auth_endpoint"],
+                            provider.provider, username, password)
+    context.configure_auth(tokens, remember_me=True)
+    return from_context(context)
+
+
+def test_about_lists_the_provider_and_sets_the_csrf_cookie(server):
+    r = httpx.get(f"{server.api}/")
+    auth = r.json()["authentication"]
+    assert auth["required"] is True
+    assert [p["provider"] for p in auth["providers"]] == ["toy"]
+    assert set(auth["links"]) == {"whoami", "apikey", "refresh_session", "revoke_session", "logout"}
+    assert "tiled_csrf" in r.cookies
+
+
+def test_password_login_whoami_and_refresh(server):
+    c = login(server, "alice", "alices-secret")
+    me = c.context.whoami()
+    assert [i["id"] for i in me["identities"]] == ["alice"]
+    assert {r["name"] for r in me["roles"]} >= {"user", "admin"}
+    assert "scalars" in c["demo"]
+    # The access token lives 2 s: after it expires the client refreshes
+    # (on the server's 401) and carries on.
+    time.sleep(3)
+    assert "scalars" in c["demo"]
+    arr = np.arange(6, dtype="int32")
+    c["data"].write_array(arr, key=f"a{uuid.uuid4().hex[:8]}")
+
+
+def test_bad_credentials_and_anonymous_are_refused(server):
+    r = httpx.post(f"{server.api}/auth/provider/toy/token",
+                   data={"grant_type": "password", "username": "alice", "password": "nope"})
+    assert r.status_code == 401 and r.json()["detail"] == "Incorrect username or password"
+    r = httpx.post(f"{server.api}/auth/provider/toy/token",
+                   data={"grant_type": "password", "username": "mallory", "password": "x"})
+    assert r.status_code == 401
+    r = httpx.get(f"{server.api}/metadata/demo")
+    assert r.status_code == 401
+    r = httpx.get(f"{server.api}/metadata/demo", headers={"Authorization": "Bearer not-a-jwt"})
+    assert r.status_code == 401
+    r = httpx.get(f"{server.api}/metadata/demo", headers={"Authorization": "Apikey " + "ab" * 36})
+    assert r.status_code == 401
+
+
+def test_api_keys_created_used_and_revoked(server):
+    from tiled.client import from_uri
+
+    c = login(server, "bob", "bobs-secret")
+    full = c.context.create_api_key(note="full")
+    ro = c.context.create_api_key(scopes=["read:metadata", "read:data"], note="read only")
+    assert len(ro["secret"]) == 72
+    writer = from_uri(server.url, api_key=full["secret"])
+    reader = from_uri(server.url, api_key=ro["secret"])
+    key = f"b{uuid.uuid4().hex[:8]}"
+    writer["data"].write_array(np.ones(3), key=key)
+    np.testing.assert_array_equal(reader["data"][key].read(), np.ones(3))
+    # Scopes are enforced: the read-only key cannot write.
+    with pytest.raises(Exception) as info:
+        reader["data"].write_array(np.ones(3), key=f"c{uuid.uuid4().hex[:8]}")
+    assert "403" in str(info.value) or "permission" in str(info.value).lower()
+    r = httpx.put(f"{server.api}/array/full/data/{key}", content=np.zeros(3).tobytes(),
+                  headers={"Authorization": f"Apikey {ro['secret']}",
+                           "Content-Type": "application/octet-stream"})
+    assert r.status_code == 403 and "write:data" in r.json()["detail"], r.text
+    # A key cannot have scopes its principal lacks.
+    r = httpx.post(f"{server.api}/auth/apikey", json={"scopes": ["admin:apikeys"]},
+                   headers={"Authorization": f"Apikey {full['secret']}"})
+    assert r.status_code == 403, r.text
+    # Revoked keys stop working.
+    c.context.revoke_api_key(ro["first_eight"])
+    r = httpx.get(f"{server.api}/metadata/demo", headers={"Authorization": f"Apikey {ro['secret']}"})
+    assert r.status_code == 401
+    r = httpx.get(f"{server.api}/metadata/demo", headers={"Authorization": f"Apikey {full['secret']}"})
+    assert r.status_code == 200
+
+
+def test_revoked_session_cannot_refresh(server):
+    c = login(server, "alice", "alices-secret")
+    refresh = c.context.http_client.auth.sync_get_token("refresh_token")
+    r = httpx.post(f"{server.api}/auth/session/revoke", json={"refresh_token": refresh})
+    assert r.status_code == 204, r.text
+    r = httpx.post(f"{server.api}/auth/session/refresh", json={"refresh_token": refresh})
+    assert r.status_code == 401, r.text
