@@ -23,7 +23,16 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
+    import subprocess
+
+    from conftest import TILED_BIN
+
     d = tmp_path_factory.mktemp("multi")
+    # A users file of argon2 hashes, made with `tiled admin hash-password`.
+    hashed = subprocess.run([str(TILED_BIN), "admin", "hash-password"], input="carols-secret\n",
+                            capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    assert hashed.startswith("$argon2id$")
+    (d / "users").write_text(f"carol:{hashed}\n")
     config = d / "config.yml"
     config.write_text(textwrap.dedent(f"""\
         trees:
@@ -41,6 +50,10 @@ def server(tmp_path_factory):
                 users_to_passwords:
                   alice: ${{ALICE_PASSWORD}}
                   bob: bobs-secret
+            - provider: files
+              authenticator: users_file
+              args:
+                path: {d}/users
           tiled_admins:
             - provider: toy
               id: alice
@@ -66,7 +79,7 @@ def login(server, username, password):
     # Each login gets its own token cache (the client rereads it on 401).
     os.environ["TILED_CACHE_DIR"] = tempfile.mkdtemp(prefix="tiled-tokens-")
     context, _ = Context.from_any_uri(server.url)
-    (provider,) = context.server_info.authentication.providers
+    provider = context.server_info.authentication.providers[0 if username != "carol" else 1]
     tokens = password_grant(context.http_client, provider.links["auth_endpoint"],
                             provider.provider, username, password)
     context.configure_auth(tokens, remember_me=True)
@@ -77,7 +90,7 @@ def test_about_lists_the_provider_and_sets_the_csrf_cookie(server):
     r = httpx.get(f"{server.api}/")
     auth = r.json()["authentication"]
     assert auth["required"] is True
-    assert [p["provider"] for p in auth["providers"]] == ["toy"]
+    assert [p["provider"] for p in auth["providers"]] == ["toy", "files"]
     assert set(auth["links"]) == {"whoami", "apikey", "refresh_session", "revoke_session", "logout"}
     assert "tiled_csrf" in r.cookies
 
@@ -150,3 +163,47 @@ def test_revoked_session_cannot_refresh(server):
     assert r.status_code == 204, r.text
     r = httpx.post(f"{server.api}/auth/session/refresh", json={"refresh_token": refresh})
     assert r.status_code == 401, r.text
+
+
+def test_users_file_provider(server):
+    c = login(server, "carol", "carols-secret")
+    assert [i["id"] for i in c.context.whoami()["identities"]] == ["carol"]
+    r = httpx.post(f"{server.api}/auth/provider/files/token",
+                   data={"grant_type": "password", "username": "carol", "password": "wrong"})
+    assert r.status_code == 401
+
+
+def test_cli_login_api_keys_and_logout(server, tmp_path):
+    import subprocess
+
+    from conftest import TILED_BIN
+
+    env = {**os.environ, "TILED_TOKEN_DIR": str(tmp_path / "tokens")}
+    env.pop("TILED_API_KEY", None)
+
+    def tiled(*args, stdin=None):
+        return subprocess.run([str(TILED_BIN), *args], input=stdin, capture_output=True,
+                              text=True, timeout=60, env=env)
+
+    r = tiled("login", server.url, "--provider", "toy", "--username", "bob", "--password-stdin",
+              stdin="wrong\n")
+    assert r.returncode != 0 and "Incorrect username or password" in r.stderr, r.stderr
+    r = tiled("login", server.url, "--provider", "toy", "--username", "bob", "--password-stdin",
+              stdin="bobs-secret\n")
+    assert r.returncode == 0, r.stderr
+    r = tiled("api-key", "create", server.url, "--scope", "read:metadata", "--scope", "read:data",
+              "--note", "from the cli")
+    assert r.returncode == 0, r.stderr
+    secret = r.stdout.strip()
+    assert len(secret) == 72
+    h = {"Authorization": f"Apikey {secret}"}
+    assert httpx.get(f"{server.api}/metadata/demo", headers=h).status_code == 200
+    r = tiled("api-key", "list", server.url)
+    assert r.returncode == 0 and secret[:8] in r.stdout and "from the cli" in r.stdout, r.stdout
+    r = tiled("api-key", "revoke", server.url, secret[:8])
+    assert r.returncode == 0, r.stderr
+    assert httpx.get(f"{server.api}/metadata/demo", headers=h).status_code == 401
+    r = tiled("logout", server.url)
+    assert r.returncode == 0, r.stderr
+    r = tiled("api-key", "list", server.url)
+    assert r.returncode != 0 and "tiled login" in r.stderr

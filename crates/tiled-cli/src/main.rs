@@ -4,6 +4,7 @@
 //! (catalog, directory, config, register, login) follow upstream's names.
 
 mod config;
+mod login;
 mod remote;
 
 use std::net::SocketAddr;
@@ -42,6 +43,22 @@ enum Command {
     /// mapping as `serve directory`; serve it with
     /// `tiled serve catalog URI --readable-storage PATH`.
     Register(RegisterArgs),
+    /// Log in to a multi-user server (password providers); the tokens are
+    /// saved for `tiled api-key` and `tiled logout`.
+    Login(login::LoginArgs),
+    /// End the saved session with a server and forget its tokens.
+    Logout(login::ServerArgs),
+    /// Create, list or revoke API keys of the logged-in principal.
+    #[command(name = "api-key")]
+    ApiKey {
+        #[command(subcommand)]
+        what: login::ApiKeyCommand,
+    },
+    /// Administration helpers.
+    Admin {
+        #[command(subcommand)]
+        what: login::AdminCommand,
+    },
 }
 
 #[derive(Args)]
@@ -344,6 +361,12 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Serve {
             what: Serve::Config(args),
         } => serve_config(args).await,
+        Command::Login(args) => login::login(args).await,
+        Command::Logout(args) => login::logout(args).await,
+        Command::ApiKey { what } => login::api_key(what).await,
+        Command::Admin { what } => tokio::task::spawn_blocking(move || login::admin(what))
+            .await
+            .map_err(|e| e.to_string())?,
         Command::Register(args) => tokio::task::spawn_blocking(move || register(&args))
             .await
             .map_err(|e| e.to_string())?,
@@ -852,6 +875,7 @@ fn build_multi_user(
         providers,
         admins: cfg.admins.clone(),
         limiter: tiled_auth::LoginLimiter::default(),
+        device: Default::default(),
     }))
 }
 

@@ -1,0 +1,393 @@
+//! `tiled login`, `tiled logout`, `tiled api-key create|list|revoke` and
+//! `tiled admin hash-password`: the terminal side of multi-user
+//! authentication (spec §9.3). Tokens are kept per server in
+//! `$TILED_TOKEN_DIR` (default `~/.config/tiled-rs/tokens`), one
+//! owner-only file per `host:port`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+/// Where to find the server and how to authenticate to it.
+#[derive(Args, Clone)]
+pub struct ServerArgs {
+    /// The server, e.g. `http://localhost:8000`.
+    #[arg(env = "TILED_URI")]
+    pub uri: String,
+    /// Use this API key instead of the saved login.
+    #[arg(long, env = "TILED_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// The login provider (default: the server's only one).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// The user name (asked for if not given).
+    #[arg(long, short)]
+    pub username: Option<String>,
+    /// Read the password from standard input (one line) instead of
+    /// asking for it (or use TILED_PASSWORD).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create an API key for the logged-in principal; prints its secret.
+    Create {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Restrict the key to these scopes (repeatable; default: inherit
+        /// the principal's).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Seconds until the key expires.
+        #[arg(long)]
+        expires_in: Option<f64>,
+        /// A note for humans.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// List the principal's API keys (first eight characters only).
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke an API key by its first eight characters.
+    Revoke {
+        #[command(flatten)]
+        server: ServerArgs,
+        first_eight: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AdminCommand {
+    /// Print the argon2id hash of a password read from standard input, for
+    /// a users file (`name:HASH` lines).
+    HashPassword,
+}
+
+fn api_base(uri: &str) -> String {
+    let base = uri.trim_end_matches('/');
+    if base.ends_with("/api/v1") {
+        base.to_string()
+    } else {
+        format!("{base}/api/v1")
+    }
+}
+
+fn token_file(uri: &str) -> Result<PathBuf, String> {
+    let dir = match std::env::var_os("TILED_TOKEN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let home = std::env::var_os("HOME").ok_or("HOME is not set; set TILED_TOKEN_DIR")?;
+            PathBuf::from(home).join(".config/tiled-rs/tokens")
+        }
+    };
+    let url = reqwest::Url::parse(uri).map_err(|e| format!("{uri}: {e}"))?;
+    let name = format!(
+        "{}_{}.json",
+        url.host_str().unwrap_or("localhost"),
+        url.port_or_known_default().unwrap_or(0)
+    );
+    Ok(dir.join(name))
+}
+
+fn save_tokens(uri: &str, tokens: &Value) -> Result<PathBuf, String> {
+    let path = token_file(uri)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let text = tokens.to_string();
+    #[cfg(unix)]
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+fn load_tokens(uri: &str) -> Result<Option<Value>, String> {
+    let path = token_file(uri)?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+async fn check(response: reqwest::Response) -> Result<Value, String> {
+    let status = response.status();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        if text.is_empty() {
+            return Ok(Value::Null);
+        }
+        return serde_json::from_str(&text).map_err(|e| format!("bad answer: {e}"));
+    }
+    let detail = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v.get("detail").cloned())
+        .map_or(text, |d| d.as_str().map_or(d.to_string(), str::to_string));
+    Err(format!("{status}: {detail}"))
+}
+
+fn read_line(prompt: &str, hidden: bool) -> Result<String, String> {
+    if hidden {
+        return rpassword::prompt_password(prompt).map_err(|e| e.to_string());
+    }
+    eprint!("{prompt}");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// `tiled login`.
+///
+/// # Errors
+/// Connection failures and refused credentials.
+pub async fn login(args: LoginArgs) -> Result<(), String> {
+    let api = api_base(&args.server.uri);
+    let client = reqwest::Client::new();
+    let about = check(
+        client
+            .get(format!("{api}/"))
+            .send()
+            .await
+            .map_err(|e| format!("{api}: {e}"))?,
+    )
+    .await?;
+    let providers = about["authentication"]["providers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let provider = match (&args.provider, providers.as_slice()) {
+        (_, []) => {
+            return Err(
+                "this server has no login providers: it is single-user; use its API key".into(),
+            );
+        }
+        (Some(name), all) => all
+            .iter()
+            .find(|p| p["provider"] == name.as_str())
+            .cloned()
+            .ok_or_else(|| format!("no provider {name:?} on this server"))?,
+        (None, [one]) => one.clone(),
+        (None, all) => {
+            let names: Vec<&str> = all.iter().filter_map(|p| p["provider"].as_str()).collect();
+            return Err(format!(
+                "choose a provider with --provider: {}",
+                names.join(", ")
+            ));
+        }
+    };
+    let endpoint = provider["links"]["auth_endpoint"]
+        .as_str()
+        .ok_or("the provider has no auth_endpoint")?
+        .to_string();
+    let username = match args.username {
+        Some(u) => u,
+        None => read_line("Username: ", false)?,
+    };
+    let password = if args.password_stdin {
+        read_line("", false)?
+    } else if let Ok(p) = std::env::var("TILED_PASSWORD") {
+        p
+    } else {
+        read_line("Password: ", true)?
+    };
+    let tokens = check(
+        client
+            .post(&endpoint)
+            .form(&[
+                ("grant_type", "password"),
+                ("username", username.as_str()),
+                ("password", password.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?,
+    )
+    .await?;
+    let path = save_tokens(&args.server.uri, &tokens)?;
+    eprintln!(
+        "logged in as {username} ({}); tokens saved in {}",
+        provider["provider"].as_str().unwrap_or("?"),
+        path.display()
+    );
+    Ok(())
+}
+
+/// `tiled logout`: revoke the session and forget its tokens.
+///
+/// # Errors
+/// Connection failures.
+pub async fn logout(server: ServerArgs) -> Result<(), String> {
+    let Some(tokens) = load_tokens(&server.uri)? else {
+        eprintln!("not logged in to {}", server.uri);
+        return Ok(());
+    };
+    let api = api_base(&server.uri);
+    if let Some(refresh) = tokens["refresh_token"].as_str() {
+        let r = reqwest::Client::new()
+            .post(format!("{api}/auth/session/revoke"))
+            .json(&json!({ "refresh_token": refresh }))
+            .send()
+            .await;
+        if let Err(e) = r {
+            eprintln!("could not reach the server to revoke the session: {e}");
+        }
+    }
+    let path = token_file(&server.uri)?;
+    std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    eprintln!("logged out of {}", server.uri);
+    Ok(())
+}
+
+/// A client request with the saved login (refreshed when its access token
+/// has expired) or the given API key.
+async fn authorized(
+    server: &ServerArgs,
+    build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+) -> Result<Value, String> {
+    let api = api_base(&server.uri);
+    let client = reqwest::Client::new();
+    if let Some(key) = &server.api_key {
+        let r = build(&client, &api)
+            .header("Authorization", format!("Apikey {key}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        return check(r).await;
+    }
+    let mut tokens = load_tokens(&server.uri)?
+        .ok_or_else(|| format!("not logged in: run `tiled login {}` first", server.uri))?;
+    for attempt in 0..2 {
+        let access = tokens["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let r = build(&client, &api)
+            .header("Authorization", format!("Bearer {access}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.status() != reqwest::StatusCode::UNAUTHORIZED || attempt == 1 {
+            return check(r).await;
+        }
+        let refresh = tokens["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let r = client
+            .post(format!("{api}/auth/session/refresh"))
+            .json(&json!({ "refresh_token": refresh }))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let fresh = check(r)
+            .await
+            .map_err(|e| format!("the session cannot be refreshed ({e}); log in again"))?;
+        save_tokens(&server.uri, &fresh)?;
+        tokens = fresh;
+    }
+    Err("not authorized".into())
+}
+
+/// `tiled api-key ...`.
+///
+/// # Errors
+/// Connection failures and refusals.
+pub async fn api_key(command: ApiKeyCommand) -> Result<(), String> {
+    match command {
+        ApiKeyCommand::Create {
+            server,
+            scopes,
+            expires_in,
+            note,
+        } => {
+            let body = json!({
+                "scopes": (!scopes.is_empty()).then_some(scopes),
+                "expires_in": expires_in,
+                "note": note,
+                "access_tags": null,
+            });
+            let key = authorized(&server, |c, api| {
+                c.post(format!("{api}/auth/apikey")).json(&body)
+            })
+            .await?;
+            println!("{}", key["secret"].as_str().unwrap_or_default());
+            eprintln!(
+                "first eight: {}  scopes: {}  expires: {}",
+                key["first_eight"].as_str().unwrap_or("?"),
+                key["scopes"],
+                key["expiration_time"]
+            );
+        }
+        ApiKeyCommand::List { server } => {
+            let me = authorized(&server, |c, api| c.get(format!("{api}/auth/whoami"))).await?;
+            for k in me["api_keys"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{}  scopes={}  expires={}  note={}",
+                    k["first_eight"].as_str().unwrap_or("?"),
+                    k["scopes"],
+                    k["expiration_time"],
+                    k["note"]
+                );
+            }
+        }
+        ApiKeyCommand::Revoke {
+            server,
+            first_eight,
+        } => {
+            authorized(&server, |c, api| {
+                c.delete(format!("{api}/auth/apikey"))
+                    .query(&[("first_eight", first_eight.as_str())])
+            })
+            .await?;
+            eprintln!("revoked {first_eight}");
+        }
+    }
+    Ok(())
+}
+
+/// `tiled admin ...`.
+///
+/// # Errors
+/// Unreadable input.
+pub fn admin(command: AdminCommand) -> Result<(), String> {
+    match command {
+        AdminCommand::HashPassword => {
+            let password = read_line("", false)?;
+            if password.is_empty() {
+                return Err("give the password on standard input".into());
+            }
+            println!(
+                "{}",
+                tiled_auth::hash_password(&password).map_err(|e| e.to_string())?
+            );
+        }
+    }
+    Ok(())
+}
