@@ -125,3 +125,15 @@ def test_env_var_api_key(tmp_path):
             assert h.get("/metadata/", headers={"Authorization": "Apikey fromenv"}).status_code == 200
     finally:
         server.stop()
+
+
+def test_keys_the_client_cannot_send_back_are_refused_at_start():
+    """The client reads its key back with `^Apikey (\\w+)$`; a key with other
+    characters would silently leave it unauthenticated."""
+    import subprocess
+
+    from conftest import TILED_BIN
+
+    r = subprocess.run([str(TILED_BIN), "serve", "demo", "--api-key", "not-a-word", "--port", "1"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "letters, digits and _" in r.stderr, r.stderr

@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.ipc  # noqa: E402,F401
 
-API_KEY = "crash-test-secret"
+API_KEY = "crash_test_secret"
 AUTH = {"Authorization": f"Apikey {API_KEY}"}
 OCTET = "application/octet-stream"
 ARROW_FILE = "application/vnd.apache.arrow.file"

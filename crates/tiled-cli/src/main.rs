@@ -888,6 +888,15 @@ async fn serve(
     multi_user: Option<Arc<tiled_server::multi_user::MultiUser>>,
 ) -> Result<(), String> {
     let api_key = match args.api_key.filter(|k| !k.is_empty()) {
+        // The Python client reads keys back with `^Apikey (\w+)$`: any
+        // other character makes it think it has no key.
+        Some(k) if !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            return Err(
+                "the API key may contain only letters, digits and _ (the Python client \
+                 ignores other keys)"
+                    .into(),
+            );
+        }
         Some(k) => k,
         None => random_key(),
     };
