@@ -222,6 +222,9 @@ impl<'q> Matcher<'q> {
             }
             Query::StructureFamily { value } => node.family() == *value,
             Query::AccessTags { tags } => tags.iter().any(|t| node.access_tags.contains(t)),
+            Query::Visible { tags } => {
+                node.access_tags.is_empty() || tags.iter().any(|t| node.access_tags.contains(t))
+            }
         }
     }
 }

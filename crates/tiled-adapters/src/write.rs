@@ -21,6 +21,8 @@ pub struct NewChild {
     /// The storage the client asked for (`data_sources[0].mimetype`), if
     /// any.
     pub mimetype: Option<String>,
+    /// Access tags for the node (`None`: untagged).
+    pub access_tags: Option<Vec<String>>,
 }
 
 /// An earlier state of a node's metadata.

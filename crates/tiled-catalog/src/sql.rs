@@ -500,6 +500,16 @@ pub fn condition(sql: &mut Sql, q: &Query) -> Result<String, CatalogError> {
                 format!("({})", parts.join(" AND "))
             }
         }
+        Query::Visible { tags } => {
+            let untagged = match d {
+                Dialect::Sqlite => {
+                    "COALESCE(json_array_length(n.access_blob, '$.tags'), 0) = 0".to_string()
+                }
+                Dialect::Postgres => "COALESCE(jsonb_array_length(CASE WHEN jsonb_typeof(n.access_blob -> 'tags') = 'array' THEN n.access_blob -> 'tags' END), 0) = 0".to_string(),
+            };
+            let tagged = condition(sql, &Query::AccessTags { tags: tags.clone() })?;
+            format!("({untagged} OR {tagged})")
+        }
         Query::AccessTags { tags } => {
             if tags.is_empty() {
                 "1 = 0".into()

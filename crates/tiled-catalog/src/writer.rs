@@ -125,7 +125,7 @@ impl CatalogWriter {
             structure: Some(structure),
             metadata: child.metadata.clone(),
             specs: child.specs.clone(),
-            access_blob: Value::Object(Map::new()),
+            access_blob: access_blob(child),
             data_sources: vec![NewDataSource {
                 mimetype: ZARR_MIMETYPE.into(),
                 parameters: json!({"path": "/"}),
@@ -168,7 +168,7 @@ impl CatalogWriter {
             structure: Some(structure),
             metadata: child.metadata.clone(),
             specs: child.specs.clone(),
-            access_blob: Value::Object(Map::new()),
+            access_blob: access_blob(child),
             data_sources: vec![NewDataSource {
                 mimetype: PARQUET_MIMETYPE.into(),
                 parameters: json!({}),
@@ -285,7 +285,7 @@ impl TreeWriter for CatalogWriter {
                         structure: None,
                         metadata: child.metadata.clone(),
                         specs: child.specs.clone(),
-                        access_blob: Value::Object(Map::new()),
+                        access_blob: access_blob(child),
                         data_sources: Vec::new(),
                     },
                 )?;
@@ -386,7 +386,7 @@ impl TreeWriter for CatalogWriter {
             structure: child.structure.clone(),
             metadata: child.metadata.clone(),
             specs: child.specs.clone(),
-            access_blob: Value::Object(Map::new()),
+            access_blob: access_blob(child),
             data_sources: vec![NewDataSource {
                 mimetype,
                 parameters: source
@@ -589,6 +589,14 @@ impl TreeWriter for CatalogWriter {
             )
         };
         settle(storage, committed, &file)
+    }
+}
+
+/// The access blob of a new node: its tags, if it has any.
+fn access_blob(child: &NewChild) -> Value {
+    match &child.access_tags {
+        Some(tags) => json!({ "tags": tags }),
+        None => Value::Object(Map::new()),
     }
 }
 

@@ -912,6 +912,7 @@ fn writer_creates_and_writes_zarr_arrays() {
                 "chunks": [[2, 1], [3]], "shape": [3, 3], "dims": ["y", "x"], "resizable": false,
             })),
             mimetype: None,
+            access_tags: None,
         };
         let without = CatalogWriter::new(catalog.clone(), None);
         match without.create(&[], &child) {
@@ -962,11 +963,67 @@ fn writer_creates_and_writes_zarr_arrays() {
             specs: Vec::new(),
             structure: None,
             mimetype: None,
+            access_tags: None,
         };
         writer.create(&[], &container).unwrap();
         assert!(matches!(
             writer.write_array(std::slice::from_ref(&container.key), None, &[]),
             Err(AdapterError::BadRequest(_))
         ));
+    }
+}
+
+/// The access policy's filter (`Query::Visible`): a node is visible when it
+/// carries one of the caller's tags or has none; counts agree with pages;
+/// the SQL matches the in-memory semantics on every database.
+#[test]
+fn access_visibility_filter() {
+    for (name, catalog) in catalogs() {
+        let node = |k: &str, tags: Option<&[&str]>| NewNode {
+            key: k.to_string(),
+            structure_family: StructureFamily::Container,
+            structure: None,
+            metadata: serde_json::Map::new(),
+            specs: vec![],
+            access_blob: match tags {
+                Some(t) => json!({ "tags": t }),
+                None => json!({}),
+            },
+            data_sources: vec![],
+        };
+        catalog.create_node(&[], &node("v", None)).unwrap();
+        let v = ["v".to_string()];
+        let kids = [
+            node("a", Some(&["beamline1"])),
+            node("b", Some(&["shared", "beamline1"])),
+            node("c", Some(&["public"])),
+            node("d", None),
+            node("e", Some(&[])),
+            node("f", Some(&["user:bob"])),
+        ];
+        catalog.create_nodes(&v, &kids).unwrap();
+        let catalog = Arc::new(catalog);
+        let root = CatalogContainer::root(catalog.clone()).unwrap();
+        let c = as_container(&root.get("v").unwrap().unwrap());
+        let visible = |tags: &[&str]| {
+            let q = [Query::Visible {
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+            }];
+            let (count, mut got) = keys(c.as_ref(), &q, &[], 0, 100);
+            got.sort();
+            assert_eq!(count, got.len(), "{name}: count agrees with the page");
+            got
+        };
+        assert_eq!(
+            visible(&["beamline1", "public"]),
+            ["a", "b", "c", "d", "e"],
+            "{name}"
+        );
+        assert_eq!(
+            visible(&["shared", "user:bob"]),
+            ["b", "d", "e", "f"],
+            "{name}"
+        );
+        assert_eq!(visible(&[]), ["d", "e"], "{name}");
     }
 }

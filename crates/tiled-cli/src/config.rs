@@ -89,6 +89,19 @@ pub struct MultiUserConfig {
     /// The authentication database (`database.uri`); temporary if absent.
     pub database_uri: Option<String>,
     pub database_init: bool,
+    /// Tag-based access control (`access_control`).
+    pub access: Option<AccessConfig>,
+}
+
+/// `access_control` with the tag-based policy.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AccessConfig {
+    /// The provider whose identities name users in `tags`.
+    pub provider: String,
+    /// Tag → users holding it.
+    pub tags: std::collections::HashMap<String, Vec<String>>,
+    /// Tags everyone holds.
+    pub public_tags: Vec<String>,
 }
 
 /// The parts of the service configuration this server acts on.
@@ -314,20 +327,17 @@ pub fn from_value(value: &Value, base: &Path) -> Result<ServiceConfig, ConfigErr
     if let Some(auth) = top.get("authentication") {
         authentication(auth, &mut config)?;
     }
-    if let Some(ac) = top.get("access_control")
-        && !ac.is_null()
-    {
-        let policy = ac
-            .get("access_policy")
-            .and_then(Value::as_str)
-            .unwrap_or("(none)");
-        return Err(err(
-            "access_control",
-            format!(
-                "access policies ({policy}) need multi-user authentication, which this \
-                 version does not have yet; remove the section to serve single-user"
-            ),
-        ));
+    if let Some(ac) = top.get("access_control").filter(|v| !v.is_null()) {
+        let access = access_control(ac)?;
+        match &mut config.multi_user {
+            Some(mu) => mu.access = Some(access),
+            None => {
+                return Err(err(
+                    "access_control",
+                    "an access policy needs users: configure authentication.providers",
+                ));
+            }
+        }
     }
     if let Some(db) = top.get("database") {
         let db = as_map(db, "database")?;
@@ -413,6 +423,91 @@ pub fn from_value(value: &Value, base: &Path) -> Result<ServiceConfig, ConfigErr
         );
     }
     Ok(config)
+}
+
+fn access_control(ac: &Value) -> Result<AccessConfig, ConfigError> {
+    let ac = as_map(ac, "access_control")?;
+    check_keys(ac, "access_control", &["access_policy", "args"])?;
+    let policy = as_str(
+        ac.get("access_policy")
+            .ok_or_else(|| err("access_control.access_policy", "required"))?,
+        "access_control.access_policy",
+    )?;
+    if !matches!(
+        policy,
+        "tiled.access_control.access_policies:TagBasedAccessPolicy" | "tags"
+    ) {
+        return Err(err(
+            "access_control.access_policy",
+            format!(
+                "{policy:?} cannot run in tiled-rs; use \
+                 tiled.access_control.access_policies:TagBasedAccessPolicy (or `tags`)"
+            ),
+        ));
+    }
+    let empty = Map::new();
+    let args = match ac.get("args") {
+        None | Some(Value::Null) => &empty,
+        Some(a) => as_map(a, "access_control.args")?,
+    };
+    check_keys(
+        args,
+        "access_control.args",
+        &[
+            "provider",
+            "tags",
+            "public_tags",
+            "scopes",
+            "access_tags_parser",
+        ],
+    )?;
+    if args.contains_key("access_tags_parser") {
+        return Err(err(
+            "access_control.args.access_tags_parser",
+            "tiled-rs takes the tag definitions inline: args.tags maps each tag to the users \
+             holding it (see docs/security.md)",
+        ));
+    }
+    let provider = as_str(
+        args.get("provider")
+            .ok_or_else(|| err("access_control.args.provider", "required"))?,
+        "access_control.args.provider",
+    )?
+    .to_string();
+    let mut out = AccessConfig {
+        provider,
+        ..AccessConfig::default()
+    };
+    if let Some(tags) = args.get("tags").filter(|v| !v.is_null()) {
+        for (tag, users) in as_map(tags, "access_control.args.tags")? {
+            let key = format!("access_control.args.tags.{tag}");
+            if tag.starts_with("user:") || tag.starts_with("service:") {
+                return Err(err(
+                    &key,
+                    "user: and service: tags are given to users automatically",
+                ));
+            }
+            let list = users
+                .as_array()
+                .ok_or_else(|| err(&key, "expected a list of users"))?;
+            let names = list
+                .iter()
+                .enumerate()
+                .map(|(i, u)| as_str(u, &format!("{key}[{i}]")).map(str::to_string))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.tags.insert(tag.clone(), names);
+        }
+    }
+    if let Some(public) = args.get("public_tags").filter(|v| !v.is_null()) {
+        let list = public
+            .as_array()
+            .ok_or_else(|| err("access_control.args.public_tags", "expected a list"))?;
+        for (i, t) in list.iter().enumerate() {
+            out.public_tags
+                .push(as_str(t, &format!("access_control.args.public_tags[{i}]"))?.to_string());
+        }
+    }
+    Ok(out)
 }
 
 /// "300 MB", "1.5GB", "1000" → bytes.

@@ -876,6 +876,11 @@ fn build_multi_user(
         admins: cfg.admins.clone(),
         limiter: tiled_auth::LoginLimiter::default(),
         device: Default::default(),
+        policy: cfg.access.clone().map(|a| tiled_server::access::TagPolicy {
+            provider: a.provider,
+            tags: a.tags,
+            public_tags: a.public_tags,
+        }),
     }))
 }
 

@@ -92,6 +92,13 @@ pub enum Query {
     AccessTags {
         tags: Vec<String>,
     },
+    /// Visible under an access policy: carries one of these tags, or no
+    /// tags at all (then it inherits its parent's visibility, which the
+    /// caller has already passed). Made by the server, never parsed from a
+    /// request.
+    Visible {
+        tags: Vec<String>,
+    },
 }
 
 /// The query names this crate understands, as the about document lists them.

@@ -16,6 +16,7 @@
 //! trailing slashes exactly as upstream does, which pattern routers
 //! normalise differently.
 
+pub mod access;
 pub mod auth;
 pub mod data;
 pub mod encoding;
@@ -238,6 +239,11 @@ pub struct Request {
     pub body: Bytes,
     /// `{scheme}://{host}/api/v1`, from `X-Forwarded-*` or `Host`.
     pub base: String,
+    /// The tree as this caller may see it (the served root, filtered by
+    /// the access policy when there is one).
+    pub root: Node,
+    /// What this caller may see (new nodes are tagged within it).
+    pub visibility: access::Visibility,
 }
 
 fn base_url(headers: &HeaderMap) -> String {
@@ -358,7 +364,10 @@ async fn route(
         params: Params::parse(uri.query()),
         headers,
         body,
+        root: app.root.clone(),
+        visibility: access::Visibility::All,
     };
+    let mut req = req;
     let Some(first) = segments.first() else {
         only(&req, &[Method::GET, Method::HEAD])?;
         return routes::about(&app, &req);
@@ -395,6 +404,15 @@ async fn route(
         return tokio::task::spawn_blocking(move || multi_user::route(&app, &req, &rest, &access))
             .await
             .map_err(|e| ApiError::Internal(format!("auth task failed: {e}")))?;
+    }
+    if let Some(mu) = &app.config.auth.multi_user
+        && mu.policy.is_some()
+    {
+        let vis = access::visibility(mu.policy.as_ref(), &access, || {
+            mu.identity_for_policy(&access)
+        });
+        req.root = access::view(&app.root, &vis);
+        req.visibility = vis;
     }
     if let auth::Access::User(_) = &access
         && !access.has("read:metadata")
@@ -439,7 +457,7 @@ async fn route(
     }
     match (name.as_str(), &req.method) {
         ("revisions", m) if m == Method::GET || m == Method::HEAD => {
-            resolve(&app.root, node_path)?;
+            resolve(&req.root, node_path)?;
             return write::revisions(&app, &req, node_path);
         }
         ("revisions", _) => {
@@ -450,7 +468,7 @@ async fn route(
         }
         _ => {}
     }
-    let node = resolve(&app.root, node_path)?;
+    let node = resolve(&req.root, node_path)?;
     let get_only = [Method::GET, Method::HEAD];
     let get_or_post = [Method::GET, Method::HEAD, Method::POST];
     match name.as_str() {

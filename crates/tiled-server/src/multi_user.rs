@@ -36,6 +36,8 @@ pub struct Provider {
 
 /// What a multi-user server authenticates with.
 pub struct MultiUser {
+    /// Tag-based access control (`access_control` in the config).
+    pub policy: Option<crate::access::TagPolicy>,
     pub store: AuthStore,
     pub tokens: TokenIssuer,
     pub providers: Vec<Provider>,
@@ -75,6 +77,20 @@ impl From<AuthError> for ApiError {
 }
 
 impl MultiUser {
+    /// The caller's identity id at the access policy's provider.
+    pub fn identity_for_policy(&self, access: &Access) -> Option<String> {
+        let (Access::User(c), Some(policy)) = (access, &self.policy) else {
+            return None;
+        };
+        let principal = self.store.principal(c.principal).ok()??;
+        principal
+            .identities
+            .iter()
+            .find(|i| i.provider == policy.provider)
+            .map(|i| i.id.clone())
+            .or_else(|| Some(c.principal.simple().to_string()))
+    }
+
     /// The caller behind an API key.
     ///
     /// # Errors

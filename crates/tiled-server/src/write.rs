@@ -141,6 +141,8 @@ struct CreateBody {
     specs: Option<Value>,
     #[serde(default)]
     data_sources: Vec<Value>,
+    #[serde(default)]
+    access_tags: Option<Vec<String>>,
 }
 
 /// `POST /api/v1/metadata/{parent}`: create a child.
@@ -219,9 +221,10 @@ pub fn create(
         },
         structure,
         mimetype,
+        access_tags: access_tags_for(req, b.access_tags.as_deref())?,
     };
     // A missing parent is a 404 (as the route's other methods).
-    resolve(&app.root, parent)?;
+    resolve(&req.root, parent)?;
     let data_sources = if register {
         let source = b.data_sources.first().cloned().unwrap_or(Value::Null);
         w.register(parent, &child, &source)?
@@ -230,13 +233,49 @@ pub fn create(
     };
     let mut path = parent.to_vec();
     path.push(key.clone());
-    let node = resolve(&app.root, &path)?;
+    let node = resolve(&req.root, &path)?;
     let opts = RenderOptions::from_params(req.base.clone(), &req.params)?;
     let links = opts.links(&path, &node);
     document(
         &req.headers,
-        &json!({"id": key, "links": links, "data_sources": data_sources, "access_tags": []}),
+        &json!({
+            "id": key,
+            "links": links,
+            "data_sources": data_sources,
+            "access_tags": child.access_tags.clone().unwrap_or_default(),
+        }),
     )
+}
+
+/// The tags of a new node under the access policy: the ones asked for
+/// (each must be one the caller holds), else the caller's own
+/// `user:{id}` tag; without a policy, what was asked (or none).
+fn access_tags_for(
+    req: &Request,
+    asked: Option<&[String]>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    let crate::access::Visibility::Tags(held) = &req.visibility else {
+        return Ok(asked.map(<[String]>::to_vec).filter(|t| !t.is_empty()));
+    };
+    match asked {
+        Some(tags) if !tags.is_empty() => {
+            if let Some(t) = tags.iter().find(|t| !held.contains(t)) {
+                return Err(ApiError::Forbidden(format!(
+                    "Cannot apply tag to node: {t:?} is not one of your access tags"
+                )));
+            }
+            let mut tags = tags.to_vec();
+            tags.sort();
+            tags.dedup();
+            Ok(Some(tags))
+        }
+        _ => match held.iter().find(|t| t.starts_with("user:")) {
+            Some(own) => Ok(Some(vec![own.clone()])),
+            None => Err(ApiError::Forbidden(
+                "Cannot create a node: you hold no access tag to give it".into(),
+            )),
+        },
+    }
 }
 
 fn random_key() -> String {
@@ -304,7 +343,7 @@ pub fn update(
     replace: bool,
 ) -> Result<Response, ApiError> {
     let w = writer(app)?;
-    let node = resolve(&app.root, path)?;
+    let node = resolve(&req.root, path)?;
     let current_metadata = Value::Object((*node.metadata).clone());
     let current_specs =
         serde_json::to_value(&node.specs).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -356,7 +395,7 @@ pub fn write_array(
     by_block: bool,
 ) -> Result<Response, ApiError> {
     let w = writer(app)?;
-    let node = resolve(&app.root, path)?;
+    let node = resolve(&req.root, path)?;
     let NodeData::Array(adapter) = &node.data else {
         return Err(ApiError::BadRequest("This node is not an array.".into()));
     };
@@ -401,7 +440,7 @@ pub fn write_array(
 /// [`write_array`].
 pub fn patch_array(app: &App, req: &Request, path: &[String]) -> Result<Response, ApiError> {
     let w = writer(app)?;
-    let node = resolve(&app.root, path)?;
+    let node = resolve(&req.root, path)?;
     let NodeData::Array(adapter) = &node.data else {
         return Err(ApiError::BadRequest("This node is not an array.".into()));
     };
@@ -455,7 +494,7 @@ pub fn write_table(
     append: Option<bool>,
 ) -> Result<Response, ApiError> {
     let w = writer(app)?;
-    let node = resolve(&app.root, path)?;
+    let node = resolve(&req.root, path)?;
     if !matches!(node.data, NodeData::Table(_)) {
         return Err(ApiError::BadRequest("This node is not a table.".into()));
     }
@@ -501,7 +540,7 @@ fn parse_block(text: &str) -> Result<Vec<usize>, ApiError> {
 /// 404 missing node, 409 non-empty without `recursive`, 400 for the root.
 pub fn delete(app: &App, req: &Request, path: &[String]) -> Result<Response, ApiError> {
     let w = writer(app)?;
-    resolve(&app.root, path)?;
+    resolve(&req.root, path)?;
     w.delete(
         path,
         req.params.bool("recursive", false)?,
