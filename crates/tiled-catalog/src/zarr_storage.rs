@@ -214,6 +214,10 @@ fn chunk_shape(st: &ArrayStructure) -> Vec<u64> {
         .collect()
 }
 
+/// Most chunks an array written here may have (its structure lists them
+/// all).
+const MAX_CHUNKS: usize = 1_000_000;
+
 /// The chunks of a regular grid of `chunk` per axis over `shape`.
 fn regular_chunks(shape: &[usize], chunk: &[u64]) -> Vec<Vec<usize>> {
     shape
@@ -287,6 +291,20 @@ pub fn patch(
         )));
     }
     let chunk = chunk_shape(st);
+    // The structure lists every chunk: bound their number before any of
+    // it is allocated (an extend far past the end would otherwise ask for
+    // billions of entries).
+    let chunk_count = new_shape
+        .iter()
+        .zip(&chunk)
+        .map(|(&n, &c)| n.div_ceil(usize::try_from(c).unwrap_or(usize::MAX).max(1)))
+        .try_fold(1usize, |acc, k| acc.checked_mul(k.max(1)))
+        .filter(|&k| k <= MAX_CHUNKS);
+    if chunk_count.is_none() {
+        return Err(AdapterError::BadRequest(format!(
+            "extending to shape {new_shape:?} would make more than {MAX_CHUNKS} chunks"
+        )));
+    }
     let new = ArrayStructure {
         chunks: regular_chunks(&new_shape, &chunk),
         shape: new_shape.clone(),

@@ -209,14 +209,23 @@ impl FileOpener {
             let uri = &asset.data_uri;
             let path = path_of_uri(uri)
                 .ok_or_else(|| AdapterError::Internal(format!("unsupported asset URI {uri:?}")))?;
-            let real = path
-                .canonicalize()
-                .map_err(|e| AdapterError::Internal(format!("{}: {e}", path.display())))?;
+            // A file that vanished or now leads outside the roots (a swapped
+            // symlink) is the data's absence, not a server fault; the path
+            // is logged, never sent.
+            let gone = || {
+                AdapterError::NotFound(
+                    "The data of this node cannot be read: its file is missing or lies \
+                     outside the served directories."
+                        .into(),
+                )
+            };
+            let real = path.canonicalize().map_err(|e| {
+                tracing::warn!("{}: {e}", path.display());
+                gone()
+            })?;
             if !self.roots.iter().any(|r| real.starts_with(r)) {
-                return Err(AdapterError::Internal(format!(
-                    "{} is outside the served directories",
-                    path.display()
-                )));
+                tracing::warn!("{} is outside the served directories", path.display());
+                return Err(gone());
             }
             out.push(real);
         }

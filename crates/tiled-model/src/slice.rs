@@ -219,7 +219,7 @@ fn resolve_item(item: SliceItem, n: usize, axis: usize) -> Result<DimSelection, 
                     0
                 }
             } else if start > stop {
-                (start - stop - 1) / (-step) + 1
+                (start - stop - 1) / step.checked_neg().unwrap_or(i64::MAX) + 1
             } else {
                 0
             };

@@ -261,29 +261,81 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}/api/v1")
 }
 
+/// Upstream's double-submit CSRF check: an unsafe request authenticated
+/// only by the `tiled_api_key` cookie must repeat the `tiled_csrf` cookie
+/// in an `x-csrf` header (or `csrf` query parameter).
+fn check_csrf(method: &Method, headers: &HeaderMap, params: &Params) -> Result<(), ApiError> {
+    if matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    ) {
+        return Ok(());
+    }
+    let cookie = |name: &str| {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    let by_cookie = cookie("tiled_api_key").is_some()
+        && params.get("api_key").is_none()
+        && headers.get(header::AUTHORIZATION).is_none();
+    if !by_cookie {
+        return Ok(());
+    }
+    let sent = headers
+        .get("x-csrf")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| params.get("csrf").map(str::to_string));
+    match (cookie("tiled_csrf"), sent) {
+        (Some(expected), Some(got)) if !expected.is_empty() && expected == got => Ok(()),
+        _ => Err(ApiError::Forbidden(
+            "Cookie-authenticated requests that change data need the tiled_csrf cookie's \
+             value in an x-csrf header."
+                .into(),
+        )),
+    }
+}
+
 async fn dispatch(
     State(app): State<Arc<App>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
+    // Refuse bad credentials before reading a body: an anonymous upload
+    // must not make the server hold it.
+    if !matches!(method, Method::GET | Method::HEAD) {
+        let params = Params::parse(uri.query());
+        if let Err(e) = check_csrf(&method, &headers, &params) {
+            return e.into_response();
+        }
+        let auth_route = uri.path().starts_with("/api/v1/auth/");
+        if !auth_route && let Err(e) = app.config.auth.authenticate(&headers, &params) {
+            return e.into_response();
+        }
+    }
     // A body over the limit (or one that fails to arrive) is the caller's
     // problem: answer in the API's JSON error shape, not axum's text.
-    let body = match body {
+    let body = match axum::body::to_bytes(body, MAX_REQUEST_BODY).await {
         Ok(b) => b,
         Err(e) => {
-            let status = e.status();
-            let err = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            let err = if too_large {
                 ApiError::TooLarge(format!(
                     "The request body is larger than {MAX_REQUEST_BODY} bytes; upload arrays \
                      block by block."
                 ))
             } else {
-                ApiError::BadRequest(format!(
-                    "Could not read the request body: {}",
-                    e.body_text()
-                ))
+                ApiError::BadRequest(format!("Could not read the request body: {e}"))
             };
             return err.into_response();
         }
@@ -389,8 +441,24 @@ async fn route(
         },
         _ => return Err(ApiError::NotFound("Not Found".into())),
     };
-    let access = if name == "auth" {
-        // Login and refresh carry no credentials (or expired ones).
+    let presented = req.params.get("api_key").is_some()
+        || req.headers.get(header::AUTHORIZATION).is_some()
+        || req
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("tiled_api_key="));
+    // Logins, refreshes and revocations carry no credentials (or expired
+    // ones): their body is the credential. Other auth routes (whoami) see
+    // a caller without credentials as anonymous, but refuse bad ones.
+    let credential_free = name == "auth"
+        && (!presented
+            || matches!(
+                node_path.first().map(String::as_str),
+                Some("provider" | "session" | "logout")
+            ));
+    let access = if credential_free {
         match app.config.auth.authenticate(&req.headers, &req.params) {
             Ok(a) => a,
             Err(_) => auth::Access::Read,
@@ -419,6 +487,24 @@ async fn route(
     {
         return Err(ApiError::Forbidden(format!(
             "Not enough permissions. Requires scopes ['read:metadata']. Request had scopes {}",
+            access.scope_list()
+        )));
+    }
+    let data_route = matches!(
+        name.as_str(),
+        "array/full"
+            | "array/block"
+            | "table/full"
+            | "table/partition"
+            | "node/full"
+            | "container/full"
+    );
+    if data_route
+        && matches!(req.method, Method::GET | Method::HEAD | Method::POST)
+        && !access.has("read:data")
+    {
+        return Err(ApiError::Forbidden(format!(
+            "Not enough permissions. Requires scopes ['read:data']. Request had scopes {}",
             access.scope_list()
         )));
     }

@@ -76,6 +76,29 @@ pub struct RenderOptions {
     pub select_metadata: Option<jmespath::Expression<'static>>,
 }
 
+/// Longest `select_metadata` expression, and deepest nesting, accepted:
+/// the JMESPath parser recurses without a limit, so a deeply nested
+/// expression would overflow the stack and abort the process.
+const MAX_SELECT_LEN: usize = 1000;
+const MAX_SELECT_DEPTH: usize = 32;
+
+fn compile_select_metadata(expr: &str) -> Result<jmespath::Expression<'static>, String> {
+    if expr.len() > MAX_SELECT_LEN {
+        return Err(format!("longer than {MAX_SELECT_LEN} characters"));
+    }
+    // Every operator that nests (brackets, parentheses, braces, negation,
+    // sub-expressions, pipes and the boolean operators) counts towards
+    // the depth.
+    let nesting = expr
+        .chars()
+        .filter(|c| matches!(c, '[' | '(' | '{' | '!' | '.' | '|' | '&'))
+        .count();
+    if nesting > MAX_SELECT_DEPTH {
+        return Err(format!("nested more than {MAX_SELECT_DEPTH} levels"));
+    }
+    jmespath::compile(expr).map_err(|e| e.to_string())
+}
+
 impl RenderOptions {
     /// Read the rendering parameters shared by metadata and search.
     ///
@@ -85,7 +108,7 @@ impl RenderOptions {
     pub fn from_params(base: String, params: &Params) -> Result<Self, ApiError> {
         let select_metadata = match params.get("select_metadata") {
             None => None,
-            Some(expr) => Some(jmespath::compile(expr).map_err(|e| {
+            Some(expr) => Some(compile_select_metadata(expr).map_err(|e| {
                 ApiError::BadRequest(format!("Invalid select_metadata expression: {e}"))
             })?),
         };
