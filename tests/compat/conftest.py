@@ -90,6 +90,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Server logs, removed at the end of a session that passed (kept for
+# diagnosis otherwise).
+LOG_FILES: list[str] = []
+
+
+def remove_logs_if_passed(exitstatus) -> None:
+    if exitstatus == 0:
+        for name in LOG_FILES:
+            try:
+                os.unlink(name)
+            except OSError:
+                pass
+
+
+def pytest_sessionfinish(session, exitstatus):
+    remove_logs_if_passed(exitstatus)
+
+
 class Server:
     def __init__(self, extra_args, env_extra=None, tree_args=None):
         if not TILED_BIN.exists():
@@ -104,6 +122,7 @@ class Server:
         self._log = tempfile.NamedTemporaryFile(
             prefix="tiled-compat-", suffix=".log", delete=False
         )
+        LOG_FILES.append(self._log.name)
         env = dict(os.environ)
         for var in ("TILED_SINGLE_USER_API_KEY", "TILED_RESPONSE_BYTESIZE_LIMIT", "TILED_HOST", "TILED_PORT"):
             env.pop(var, None)

@@ -624,3 +624,9 @@ def files(tmp_path_factory):
             time.sleep(0.1)
     yield ctx
     server.stop()
+
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # The compat helper's server logs: removed when everything passed.
+    compat.remove_logs_if_passed(exitstatus)
