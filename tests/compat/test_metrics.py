@@ -165,3 +165,19 @@ def test_request_ids(api):
             assert re.fullmatch(r"[0-9a-f]{32}", rid), rid
             ids.add(rid)
         assert len(ids) == 3
+
+
+def test_catalog_pool_gauges(api):
+    """A catalog tree exposes its connection pool; the demo has none."""
+    import os
+
+    samples = scrape(api)
+    names = {name for name, _ in samples}
+    if os.environ.get("TILED_COMPAT_TREE", "demo") == "demo":
+        assert "tiled_catalog_pool_connections" not in names
+        return
+    idle = value(samples, "tiled_catalog_pool_connections", state="idle")
+    in_use = value(samples, "tiled_catalog_pool_connections", state="in_use")
+    size = value(samples, "tiled_catalog_pool_max_connections")
+    assert idle >= 0 and in_use >= 0 and size >= 1
+    assert idle + in_use <= size

@@ -439,6 +439,14 @@ struct PoolState {
 }
 
 impl Pool {
+    /// `(idle, open, max)` connections right now (for metrics).
+    pub fn stats(&self) -> (usize, usize, usize) {
+        match self.state.lock() {
+            Ok(st) => (st.idle.len(), st.open, self.max),
+            Err(_) => (0, 0, self.max),
+        }
+    }
+
     /// A pool of at most `max` connections made by `make`.
     pub fn new(dialect: Dialect, max: usize, make: Factory) -> Self {
         Pool {

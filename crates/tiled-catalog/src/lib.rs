@@ -392,6 +392,11 @@ impl Catalog {
         self.writable = Some(storage);
     }
 
+    /// `(idle, open, max)` database connections of this catalog's pool.
+    pub fn pool_stats(&self) -> (usize, usize, usize) {
+        self.pool.stats()
+    }
+
     /// Whether data sources of `mimetype` can be opened here.
     pub fn can_open(&self, mimetype: &str) -> bool {
         self.openers.contains_key(mimetype)

@@ -506,6 +506,7 @@ fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
         }
     }
     let catalog = Arc::new(catalog);
+    register_pool_gauges(&catalog);
     let root =
         tiled_catalog::CatalogContainer::root_node(catalog.clone()).map_err(|e| e.to_string())?;
     Ok((
@@ -515,6 +516,47 @@ fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
                 .with_readable_roots(readable),
         ),
     ))
+}
+
+/// Expose the catalog's connection pool in `/api/v1/metrics`
+/// (`tiled_catalog_pool_connections{state="idle"|"in_use"}` and the
+/// pool's size). With several catalogs, the first registers.
+fn register_pool_gauges(catalog: &Arc<tiled_catalog::Catalog>) {
+    let metrics = tiled_server::metrics::Metrics::global();
+    let gauges: [(&str, &str, &str, fn((usize, usize, usize)) -> f64); 3] = [
+        (
+            "tiled_catalog_pool_connections",
+            "Catalog database connections by state",
+            "idle",
+            |(idle, _, _)| idle as f64,
+        ),
+        (
+            "tiled_catalog_pool_connections",
+            "Catalog database connections by state",
+            "in_use",
+            |(idle, open, _)| open.saturating_sub(idle) as f64,
+        ),
+        (
+            "tiled_catalog_pool_max_connections",
+            "Most catalog database connections the pool opens",
+            "",
+            |(_, _, max)| max as f64,
+        ),
+    ];
+    for (name, help, state, read) in gauges {
+        let weak = Arc::downgrade(catalog);
+        let labels: Vec<(&str, &str)> = if state.is_empty() {
+            Vec::new()
+        } else {
+            vec![("state", state)]
+        };
+        let registered = metrics.register_gauge(name, help, &labels, move || {
+            weak.upgrade().map_or(0.0, |c| read(c.pool_stats()))
+        });
+        if let Err(e) = registered {
+            tracing::debug!("pool gauge {name}: {e}");
+        }
+    }
 }
 
 /// `tiled register URI PATH`: walk PATH into the catalog at URI (and keep
