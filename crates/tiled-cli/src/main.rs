@@ -518,12 +518,21 @@ fn open_catalog(args: &CatalogArgs) -> Result<CatalogTree, String> {
     ))
 }
 
+/// A pool gauge: name, help, `state` label (empty: none), and how to read
+/// it from `(idle, open, max)`.
+type PoolGauge = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn((usize, usize, usize)) -> f64,
+);
+
 /// Expose the catalog's connection pool in `/api/v1/metrics`
 /// (`tiled_catalog_pool_connections{state="idle"|"in_use"}` and the
 /// pool's size). With several catalogs, the first registers.
 fn register_pool_gauges(catalog: &Arc<tiled_catalog::Catalog>) {
     let metrics = tiled_server::metrics::Metrics::global();
-    let gauges: [(&str, &str, &str, fn((usize, usize, usize)) -> f64); 3] = [
+    let gauges: [PoolGauge; 3] = [
         (
             "tiled_catalog_pool_connections",
             "Catalog database connections by state",
