@@ -221,28 +221,31 @@ impl CatalogWriter {
         Ok((id, source, storage, rel))
     }
 
-    fn array_source(
-        &self,
-        path: &[String],
-    ) -> Result<
-        (
-            i64,
-            zarr_storage::Store,
-            String,
-            tiled_model::structure::ArrayStructure,
-        ),
-        AdapterError,
-    > {
+    /// The writable array at `path`: its node id, data source id, storage,
+    /// store name and structure (one catalog lookup; the store is opened by
+    /// the caller that needs it).
+    fn array_source(&self, path: &[String]) -> Result<ArraySource<'_>, AdapterError> {
         let (id, source, storage, rel) = self.writable_source(path, ZARR_MIMETYPE, "data_uri")?;
         let structure = source
             .structure
             .as_ref()
             .ok_or_else(|| AdapterError::Internal("a writable array without a structure".into()))?;
-        let st = zarr_storage::validate_structure(structure)?;
-        let store = storage
-            .zarr_store(&rel)
-            .map_err(|e| AdapterError::Internal(format!("{rel}: {e}")))?;
-        Ok((id, store, rel, st))
+        Ok(ArraySource {
+            id,
+            source_id: source.id,
+            st: zarr_storage::validate_structure(structure)?,
+            storage,
+            rel,
+        })
+    }
+
+    /// Serialise in-place writes to the node at `path`.
+    fn lock_node(&self, path: &[String]) -> Result<MutexGuard<'_, ()>, AdapterError> {
+        let id = self
+            .catalog
+            .node_id(path)?
+            .ok_or_else(|| AdapterError::NotFound(format!("No such node: {}", path.join("/"))))?;
+        Ok(self.lock(id))
     }
 
     /// Open the node's data once (checks a registration).
@@ -481,39 +484,38 @@ impl TreeWriter for CatalogWriter {
         block: Option<&[usize]>,
         bytes: &[u8],
     ) -> Result<(), AdapterError> {
-        let (id, ..) = self.array_source(path)?;
-        let _guard = self.lock(id);
-        // Read the structure again under the lock: an extend may have
-        // committed a new one meanwhile.
-        let (_, store, rel, st) = self.array_source(path)?;
+        // Read the structure under the lock: an extend may have committed a
+        // new one meanwhile.
+        let _guard = self.lock_node(path)?;
+        let a = self.array_source(path)?;
         if block.is_some() {
             // One block is one chunk, which the store replaces atomically.
-            return zarr_storage::write(&store, &rel, &st, block, bytes);
+            return zarr_storage::write(&a.store()?, &a.rel, &a.st, block, bytes);
         }
         // A whole array is written copy-on-write: a new store, swapped in
         // by one catalog transaction, so a crash leaves the old or the new
         // array and never a mix of chunks.
-        let (_, source, storage, _) = self.writable_source(path, ZARR_MIMETYPE, "data_uri")?;
         let key = path.last().map_or("array", String::as_str);
-        let new_rel = zarr_storage::create_array(storage, key, &st)?;
-        let written = storage
+        let new_rel = zarr_storage::create_array(a.storage, key, &a.st)?;
+        let written = a
+            .storage
             .zarr_store(&new_rel)
             .map_err(|e| AdapterError::Internal(format!("{new_rel}: {e}")))
-            .and_then(|new_store| zarr_storage::write(&new_store, &new_rel, &st, None, bytes));
+            .and_then(|new_store| zarr_storage::write(&new_store, &new_rel, &a.st, None, bytes));
         if let Err(e) = written {
-            zarr_storage::remove(storage, &new_rel);
+            zarr_storage::remove(a.storage, &new_rel);
             return Err(e);
         }
         let asset = NewAsset {
-            data_uri: storage.uri(&new_rel),
+            data_uri: a.storage.uri(&new_rel),
             is_directory: true,
             parameter: Some("data_uri".into()),
             num: None,
         };
         let committed = self
             .catalog
-            .replace_assets(source.id, "data_uri", None, &asset);
-        settle(storage, committed, &new_rel)
+            .replace_assets(a.source_id, "data_uri", None, &asset);
+        settle(a.storage, committed, &new_rel)
     }
 
     fn patch_array(
@@ -524,14 +526,13 @@ impl TreeWriter for CatalogWriter {
         extend: bool,
         bytes: &[u8],
     ) -> Result<Value, AdapterError> {
-        let (id, ..) = self.array_source(path)?;
-        let _guard = self.lock(id);
-        let (_, store, rel, st) = self.array_source(path)?;
-        let new = zarr_storage::patch(&store, &rel, &st, offset, shape, extend, bytes)?;
+        let _guard = self.lock_node(path)?;
+        let a = self.array_source(path)?;
+        let new = zarr_storage::patch(&a.store()?, &a.rel, &a.st, offset, shape, extend, bytes)?;
         let value =
             serde_json::to_value(&new).map_err(|e| AdapterError::Internal(e.to_string()))?;
-        if new.shape != st.shape {
-            self.catalog.set_structure(id, &value)?;
+        if new.shape != a.st.shape {
+            self.catalog.set_structure(a.id, &value)?;
         }
         Ok(value)
     }
@@ -589,6 +590,23 @@ impl TreeWriter for CatalogWriter {
             )
         };
         settle(storage, committed, &file)
+    }
+}
+
+/// A writable array as the catalog records it.
+struct ArraySource<'a> {
+    id: i64,
+    source_id: i64,
+    st: tiled_model::structure::ArrayStructure,
+    storage: &'a Storage,
+    rel: String,
+}
+
+impl ArraySource<'_> {
+    fn store(&self) -> Result<zarr_storage::Store, AdapterError> {
+        self.storage
+            .zarr_store(&self.rel)
+            .map_err(|e| AdapterError::Internal(format!("{}: {e}", self.rel)))
     }
 }
 

@@ -310,15 +310,19 @@ async fn dispatch(
     body: axum::body::Body,
 ) -> Response {
     // Refuse bad credentials before reading a body: an anonymous upload
-    // must not make the server hold it.
+    // must not make the server hold it. The caller found here is reused.
+    let mut checked = None;
     if !matches!(method, Method::GET | Method::HEAD) {
         let params = Params::parse(uri.query());
         if let Err(e) = check_csrf(&method, &headers, &params) {
             return e.into_response();
         }
         let auth_route = uri.path().starts_with("/api/v1/auth/");
-        if !auth_route && let Err(e) = app.config.auth.authenticate(&headers, &params) {
-            return e.into_response();
+        if !auth_route {
+            match app.config.auth.authenticate(&headers, &params) {
+                Ok(a) => checked = Some(a),
+                Err(e) => return e.into_response(),
+            }
         }
     }
     // A body over the limit (or one that fails to arrive) is the caller's
@@ -346,9 +350,11 @@ async fn dispatch(
         // to the blocking pool for the request's synchronous parts, so
         // other requests keep running meanwhile.
         let handle = tokio::runtime::Handle::current();
-        tokio::task::block_in_place(move || handle.block_on(route(app, method, uri, headers, body)))
+        tokio::task::block_in_place(move || {
+            handle.block_on(route(app, method, uri, headers, body, checked))
+        })
     } else {
-        route(app, method, uri, headers, body).await
+        route(app, method, uri, headers, body, checked).await
     };
     let mut response = match result {
         Ok(r) => r,
@@ -383,6 +389,7 @@ async fn route(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    checked: Option<auth::Access>,
 ) -> Result<Response, ApiError> {
     let path = uri.path();
     // The seed's URL style (`/array/full/...`, `/dataframe/full/...`,
@@ -464,7 +471,10 @@ async fn route(
             Err(_) => auth::Access::Read,
         }
     } else {
-        app.config.auth.authenticate(&req.headers, &req.params)?
+        match checked {
+            Some(a) => a,
+            None => app.config.auth.authenticate(&req.headers, &req.params)?,
+        }
     };
     if name == "auth" {
         let app = app.clone();
