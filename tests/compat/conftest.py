@@ -242,3 +242,19 @@ def http(public_server):
 def private_http(private_server):
     with httpx.Client(base_url=private_server.api, trust_env=False, timeout=60.0) as c:
         yield c
+
+
+def password_login(server, username, password, provider_index=0):
+    """The upstream client logged in programmatically with a password
+    (`password_grant` + `configure_auth`), with a token cache of its own
+    (the client rereads its cache on 401)."""
+    from tiled.client.constructors import from_context
+    from tiled.client.context import Context, password_grant
+
+    os.environ["TILED_CACHE_DIR"] = tempfile.mkdtemp(prefix="tiled-tokens-")
+    context, _ = Context.from_any_uri(server.url)
+    provider = context.server_info.authentication.providers[provider_index]
+    tokens = password_grant(context.http_client, provider.links["auth_endpoint"],
+                            provider.provider, username, password)
+    context.configure_auth(tokens, remember_me=True)
+    return from_context(context)

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import Server
+from conftest import Server, password_login as login
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("TILED_COMPAT_TREE", "demo") != "demo",
@@ -55,19 +55,6 @@ def server(tmp_path_factory):
     s.stop()
 
 
-def login(server, username, password):
-    from tiled.client.constructors import from_context
-    from tiled.client.context import Context, password_grant
-
-    os.environ["TILED_CACHE_DIR"] = tempfile.mkdtemp(prefix="tiled-tokens-")
-    context, _ = Context.from_any_uri(server.url)
-    (provider,) = context.server_info.authentication.providers
-    tokens = password_grant(context.http_client, provider.links["auth_endpoint"],
-                            provider.provider, username, password)
-    context.configure_auth(tokens, remember_me=True)
-    return from_context(context)
-
-
 @pytest.fixture(scope="module")
 def tree(server):
     """carol (admin) makes /b1 (beamline1), /sh (shared), /pub (public),
@@ -75,7 +62,10 @@ def tree(server):
     carol = login(server, "carol", "c")
     for key, tags in [("b1", ["beamline1"]), ("sh", ["shared"]), ("pub", ["public"])]:
         c = carol.create_container(key, metadata={"kind": "run", "tag": tags[0]}, access_tags=tags)
-        c.write_array(np.arange(4), key="data", metadata={"kind": "data"})
+        # As upstream: a node created without tags gets its creator's tag
+        # (even an admin's), so the array names the run's tag too.
+        c.write_array(np.arange(4), key="data", metadata={"kind": "data"}, access_tags=tags)
+        c.write_array(np.arange(2), key="carols", metadata={"kind": "data"})
     alice = login(server, "alice", "a")
     alice.create_container("mine", metadata={"kind": "run", "tag": "own"})
     return {"carol": carol, "alice": alice, "bob": login(server, "bob", "b")}
@@ -98,8 +88,11 @@ def test_each_user_sees_their_tags(server, tree):
     assert sorted(tree["bob"].search(Eq("kind", "run"))) == ["pub", "sh"]
     assert len(tree["alice"].search(Eq("kind", "run"))) == 4
     assert len(anonymous.search(Eq("kind", "run"))) == 1
-    # Children inherit: bob reads the array inside a shared run.
+    # bob reads the shared array inside a shared run, but not the one carol
+    # made there without tags (it carries her own tag).
     np.testing.assert_array_equal(tree["bob"]["sh"]["data"].read(), np.arange(4))
+    assert set(tree["bob"]["sh"]) == {"data"}
+    assert set(tree["carol"]["sh"]) == {"data", "carols"}
 
 
 def test_hidden_nodes_are_404_on_every_route(server, tree):

@@ -437,7 +437,13 @@ def test_caching_headers(http):
     else:
         assert r.headers["cache-control"] == "no-cache"
     again = http.get(array_url("dtypes/int64_2d"), params={"format": "csv"}, headers={"If-None-Match": r.headers["etag"]})
-    assert again.status_code == 304
+    # A tree nothing writes to answers a revalidation with 304; a writable
+    # catalog's ETags never match (a write may have changed the data).
+    if os.environ.get("TILED_COMPAT_TREE", "demo") == "demo":
+        assert again.status_code == 304
+    else:
+        assert again.status_code == 200
+        assert again.content == r.content
 
 
 # ------------------------------------------------------------------ seed URLs

@@ -109,7 +109,8 @@ def test_requests_are_counted_by_route_not_path(api):
     assert routes <= {
         "about", "metadata", "search", "distinct", "revisions", "register",
         "array/full", "array/block", "table/full", "table/partition",
-        "container/full", "node/full", "metrics", "healthz", "other",
+        "container/full", "node/full", "metrics", "healthz", "openapi", "docs",
+        "other",
     }, routes
     assert "int64_2d" not in repr(after)
     assert value(after, "tiled_requests_in_flight") >= 1  # the scrape itself

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import Server
+from conftest import Server, password_login
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("TILED_COMPAT_TREE", "demo") != "demo",
@@ -71,19 +71,8 @@ def server(tmp_path_factory):
 
 
 def login(server, username, password):
-    import tempfile
-
-    from tiled.client.constructors import from_context
-    from tiled.client.context import Context, password_grant
-
-    # Each login gets its own token cache (the client rereads it on 401).
-    os.environ["TILED_CACHE_DIR"] = tempfile.mkdtemp(prefix="tiled-tokens-")
-    context, _ = Context.from_any_uri(server.url)
-    provider = context.server_info.authentication.providers[0 if username != "carol" else 1]
-    tokens = password_grant(context.http_client, provider.links["auth_endpoint"],
-                            provider.provider, username, password)
-    context.configure_auth(tokens, remember_me=True)
-    return from_context(context)
+    # carol logs in with the second provider (the users file).
+    return password_login(server, username, password, 0 if username != "carol" else 1)
 
 
 def test_about_lists_the_provider_and_sets_the_csrf_cookie(server):

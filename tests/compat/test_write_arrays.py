@@ -402,3 +402,18 @@ def test_concurrent_writers_never_interleave(writer):
         for j in (0, 2):
             block = got[i : i + 2, j : j + 2]
             assert len(np.unique(block)) == 1 and block[0, 0] > 0, got
+
+
+def test_revalidation_after_a_write_gets_the_new_data(writer, private_server):
+    """An ETag from before a write must not earn a 304 after it: the
+    cached body would be stale."""
+    key = fresh_key()
+    x = writer.write_array(np.arange(4, dtype="int64"), key=key)
+    url = f"{private_server.api}/array/full/{key}"
+    auth = {"Authorization": f"Apikey {API_KEY}"}
+    before = httpx.get(url, headers=auth)
+    assert before.status_code == 200 and "etag" in before.headers
+    x.write(np.array([9, 9, 9, 9]))
+    again = httpx.get(url, headers={**auth, "If-None-Match": before.headers["etag"]})
+    assert again.status_code == 200, again.status_code
+    assert np.frombuffer(again.content, dtype="<i8").tolist() == [9, 9, 9, 9]

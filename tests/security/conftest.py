@@ -68,6 +68,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(PER_TEST_TIMEOUT))
+    # `test_zz_*` checks every exchange of the run: it runs last, whatever
+    # the order the files were collected in.
+    items.sort(key=lambda item: item.name.startswith("test_zz_"))
 
 
 # ---------------------------------------------------------------------------
@@ -84,6 +87,9 @@ class Record:
     content_type: str
     body: str  # error bodies only (status >= 400), else ""
     sent: str  # URL + request body as text: what the caller itself supplied
+    # PRIVATE strings this answer showed a caller who may not see them
+    # (checked on every answer, successes included).
+    private: tuple = ()
 
 
 RECORDS: list[Record] = []
@@ -95,11 +101,27 @@ SECRETS: set[str] = set()
 SERVER_DIRS: set[str] = set()
 # (name, log file) of every server started, scanned for panics at the end.
 SERVER_LOGS: list[tuple[str, str]] = []
+# (API base URL, the credentials allowed to see them, strings): names and
+# values of one user's nodes. Any answer of that server -- success or
+# error -- to any other credential (anonymous included) that holds one of
+# the strings which the caller did not send itself is a leak.
+PRIVATE: list[tuple[str, frozenset, frozenset]] = []
 
 _MAX_SENT = 4 * 1024 * 1024
 
 
-def record(method, url, status, content_type, body: bytes, sent: str):
+def _private_shown(url: str, auth: str, body: bytes, sent: str) -> tuple:
+    found = []
+    for base, allowed, strings in PRIVATE:
+        if url.startswith(base) and auth not in allowed:
+            text = body.decode("utf-8", "replace")
+            found += [s for s in strings if s in text and s not in sent]
+    return tuple(found)
+
+
+def record(method, url, status, content_type, body: bytes, sent: str, auth: str = ""):
+    """`auth`: the credential the request carried (Authorization header
+    or `api_key` parameter; "" for none)."""
     RECORDS.append(Record(
         test=CURRENT["test"] or "<fixture>",
         method=method,
@@ -108,6 +130,7 @@ def record(method, url, status, content_type, body: bytes, sent: str):
         content_type=content_type or "",
         body=body.decode("utf-8", "replace") if status >= 400 else "",
         sent=sent,
+        private=_private_shown(str(url), auth, body, sent),
     ))
 
 
@@ -119,7 +142,8 @@ def _on_response(response: httpx.Response):
     except Exception:  # a streamed body
         content = b""
     record(req.method, req.url, response.status_code, response.headers.get("content-type"),
-           response.content, str(req.url) + "\n" + content.decode("utf-8", "replace"))
+           response.content, str(req.url) + "\n" + content.decode("utf-8", "replace"),
+           auth=req.headers.get("authorization") or req.url.params.get("api_key") or "")
 
 
 def http_client(base_url: str, **kw) -> httpx.Client:
@@ -203,7 +227,8 @@ def raw_request(url_base: str, method: str, target: str, headers=None, body: byt
     finally:
         conn.close()
     record(method, url_base + target, out.status, out.headers.get("content-type"), out.body,
-           target + "\n" + (body or b"")[:_MAX_SENT].decode("utf-8", "replace"))
+           target + "\n" + (body or b"")[:_MAX_SENT].decode("utf-8", "replace"),
+           auth=dict(headers or {}).get("Authorization", ""))
     return out
 
 
@@ -276,7 +301,7 @@ def stream_upload(url_base: str, method: str, target: str, headers: dict, total:
     finally:
         sock.close()
     record(method, url_base + target, resp.status, resp.headers.get("content-type"), resp.body,
-           target)
+           target, auth=headers.get("Authorization", ""))
     return resp, sent
 
 
@@ -580,6 +605,154 @@ def multi(tmp_path_factory):
     ctx = Ctx("multi", server, d, storage, readable, outside, "demo/", f"data/{w}", valid, creds,
               {"passwords": pw, "jwt_key": jwt_key, "alice_tokens": alice, "full": full,
                "readonly": ro, "revoked": revoked})
+    yield ctx
+    server.stop()
+
+
+@dataclasses.dataclass
+class TagLayout:
+    """Where the `tagged` server's nodes are. `tok` is alice's private
+    set; `shared_tok` the same layout tagged `shared` (alice and bob);
+    `missing_tok` names nodes that do not exist. The three have the same
+    length, so that an answer about one reads like an answer about the
+    other with only the name changed."""
+    pub: str  # a container tagged `public`, holding the three sets
+    tok: str
+    shared_tok: str
+    missing_tok: str
+    marker: str  # a metadata value only alice's private nodes hold
+
+    def meta(self, tok, what):
+        """The metadata the fixture gives node `what` of set `tok`."""
+        m = {"color": f"{tok}-{what}"}
+        if tok == self.tok:
+            m["secret"] = self.marker
+        return m
+
+    def c(self, tok):  # a container (holding `inner`)
+        return f"{self.pub}/{tok}c"
+
+    def arr(self, tok):  # a (2, 3) float64 array with one revision
+        return f"{self.pub}/{tok}arr"
+
+    def tbl(self, tok):  # a table {"a": [1, 2]}
+        return f"{self.pub}/{tok}tbl"
+
+    def app(self, tok):  # an appendable table, one partition holding [10]
+        return f"{self.pub}/{tok}app"
+
+    def victim(self, tok):  # a container the delete routes aim at
+        return f"{self.pub}/{tok}victim"
+
+
+@pytest.fixture(scope="module")
+def tagged(tmp_path_factory):
+    """A multi-user server with upstream's tag-based access policy
+    (`shared: [alice, bob]`, public tag `public`), carol an admin,
+    anonymous reads allowed, one SQLite catalog at the root. alice makes,
+    through the API, a `public` container holding her private nodes
+    (default tag `user:alice`) and the same nodes tagged `shared`."""
+    import numpy as np
+    import pyarrow as pa
+
+    d = tmp_path_factory.mktemp("sec-tagged")
+    SERVER_DIRS.add(str(d))
+    storage, readable, outside = _make_dirs(d)
+    pw = {u: _secret(f"pw-{u}-") for u in ("alice", "bob", "carol")}
+    jwt_key = _secret("jwtkey")
+    config = d / "config.yml"
+    config.write_text(textwrap.dedent(f"""\
+        trees:
+          - path: /
+            tree: catalog
+            args:
+              uri: sqlite:///{d}/catalog.db
+              init_if_not_exists: true
+              writable_storage: {storage}
+              readable_storage: [{readable}]
+        authentication:
+          providers:
+            - provider: toy
+              authenticator: tiled.authenticators:DictionaryAuthenticator
+              args:
+                users_to_passwords:
+                  alice: {pw['alice']}
+                  bob: {pw['bob']}
+                  carol: {pw['carol']}
+          tiled_admins: [{{provider: toy, id: carol}}]
+          secret_keys: [{jwt_key}]
+          access_token_max_age: 3600
+          refresh_token_max_age: 3600
+          allow_anonymous_access: true
+        database:
+          uri: sqlite:///{d}/auth.db
+          init_if_not_exists: true
+        access_control:
+          access_policy: tiled.access_control.access_policies:TagBasedAccessPolicy
+          args:
+            provider: toy
+            tags:
+              shared: [alice, bob]
+            public_tags: [public]
+        """))
+    server = Server([], tree_args=["config", str(config)])
+    SERVER_LOGS.append(("tag-policy server", server._log.name))
+
+    tokens = {}
+    for user in ("alice", "bob", "carol"):
+        r = password_login(server.api, user, pw[user])
+        assert r.status_code == 200, r.text
+        tokens[user] = r.json()
+        SECRETS.update({tokens[user]["access_token"], tokens[user]["refresh_token"]})
+    with http_client(server.api) as h:
+        r = h.post("/auth/apikey", json={"scopes": None, "note": "bob's key"},
+                   headers={"Authorization": f"Bearer {tokens['bob']['access_token']}"})
+    assert r.status_code == 200, r.text
+    bob_key = r.json()["secret"]
+    SECRETS.add(bob_key)
+
+    h = uuid.uuid4().hex[:8]
+    layout = TagLayout(pub=f"pub{h}", tok=f"al{h}", shared_tok=f"sh{h}", missing_tok=f"zz{h}",
+                       marker=f"alice-private-{uuid.uuid4().hex[:12]}")
+    # Only an admin applies `public` (upstream's rule); `shared` lets alice
+    # (and bob) create in it.
+    carol = client_login(server, "carol", pw["carol"])
+    carol.create_container(layout.pub, metadata={"color": "public-blue"},
+                           access_tags=["public", "shared"])
+    alice = client_login(server, "alice", pw["alice"])
+    pub = alice[layout.pub]
+    for tok, tags in ((layout.tok, None), (layout.shared_tok, ["shared"])):
+        m = lambda what: layout.meta(tok, what)  # noqa: E731
+        c = pub.create_container(f"{tok}c", metadata=m("c"), access_tags=tags)
+        c.create_container("inner", metadata=m("inner"), access_tags=tags)
+        arr = pub.write_array(np.zeros((2, 3)), key=f"{tok}arr", metadata=m("arr"), access_tags=tags)
+        arr.update_metadata({**m("arr"), "rev": 1})  # revision 1
+        pub.write_table({"a": [1, 2]}, key=f"{tok}tbl", metadata=m("tbl"), access_tags=tags)
+        app = pub.create_appendable_table(pa.schema([("a", pa.int64())]), key=f"{tok}app",
+                                          metadata=m("app"), access_tags=tags)
+        app.append_partition(0, pa.table({"a": pa.array([10], pa.int64())}))
+        pub.create_container(f"{tok}victim", metadata=m("victim"), access_tags=tags)
+    for tok, want in ((layout.tok, ["user:alice"]), (layout.shared_tok, ["shared"])):
+        assert pub[f"{tok}arr"].access_tags == want, pub[f"{tok}arr"].access_tags
+    assert pub.access_tags == ["public", "shared"]
+
+    def bearer(user):
+        return {"headers": {"Authorization": f"Bearer {tokens[user]['access_token']}"}}
+
+    # alice's private names and values: only she and the admin may be shown them.
+    PRIVATE.append((server.api, frozenset({bearer("alice")["headers"]["Authorization"],
+                                          bearer("carol")["headers"]["Authorization"]}),
+                    frozenset({layout.tok, layout.marker})))
+    creds = {
+        "anonymous": {},
+        "alice": bearer("alice"),
+        "carol_admin": bearer("carol"),
+        "bob_token": bearer("bob"),
+        "bob_key": {"headers": {"Authorization": f"Apikey {bob_key}"}},
+    }
+    ctx = Ctx("tagged", server, d, storage, readable, outside, "", layout.pub, creds["alice"], creds,
+              {"passwords": pw, "jwt_key": jwt_key, "tokens": tokens, "bob_key": bob_key,
+               "layout": layout})
     yield ctx
     server.stop()
 

@@ -12,6 +12,8 @@ Servers (see conftest.py):
   files    `serve directory` with symbolic links leading outside it
   hostile  like `single`, for inputs that may crash it: restarted after a
            crash, which is reported on the test that caused it
+  tagged   the tag-based access policy (test_other_users_nodes.py: the
+           "other user's node" column of the matrix)
 """
 
 from __future__ import annotations
@@ -997,6 +999,9 @@ def test_secrets_never_in_server_logs(single, multi, files):
 
 
 def test_zz_no_5xx_and_no_leaks_anywhere():
+    """Runs last (conftest.py sorts it there): over every exchange of the
+    run, no 5xx, no secret/path/panic in an error body, no server log with
+    a panic, and no answer showing one user's nodes (PRIVATE) to another."""
     if not RECORDS:
         pytest.skip("nothing was recorded: run it with the rest of the suite")
     server_errors = [r for r in RECORDS if r.status >= 500]
@@ -1007,6 +1012,9 @@ def test_zz_no_5xx_and_no_leaks_anywhere():
         lines.append(f"5xx: {r.status} {r.method} {r.url[:200]} in {r.test}: {r.body[:200]}")
     for r, found in leaks:
         lines.append(f"LEAK {found}: {r.status} {r.method} {r.url[:200]} in {r.test}: {r.body[:300]}")
+    for r in RECORDS:
+        if r.private:
+            lines.append(f"HIDDEN NODE SHOWN {r.private}: {r.status} {r.method} {r.url[:200]} in {r.test}")
     for name, path in SERVER_LOGS:
         text = Path(path).read_text(errors="replace")
         for marker in ("panicked at", "has overflowed its stack", "memory allocation of"):

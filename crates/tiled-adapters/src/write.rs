@@ -47,8 +47,9 @@ pub trait TreeWriter: Send + Sync {
     /// Returns the new node's data sources in wire form.
     fn create(&self, parent: &[String], child: &NewChild) -> Result<Value, AdapterError>;
 
-    /// Replace the metadata (and specs, when given) of the node at `path`,
-    /// keeping the old ones as a revision unless `drop_revision`.
+    /// Replace the metadata (and specs and access tags, when given) of the
+    /// node at `path`, keeping the old ones as a revision unless
+    /// `drop_revision`.
     ///
     /// # Errors
     /// [`AdapterError::NotFound`] for a missing node.
@@ -57,6 +58,7 @@ pub trait TreeWriter: Send + Sync {
         path: &[String],
         metadata: &Map<String, Value>,
         specs: Option<&[Spec]>,
+        access_tags: Option<&[String]>,
         drop_revision: bool,
     ) -> Result<(), AdapterError>;
 
@@ -205,10 +207,11 @@ impl TreeWriter for MountedWriters {
         path: &[String],
         metadata: &Map<String, Value>,
         specs: Option<&[Spec]>,
+        access_tags: Option<&[String]>,
         drop_revision: bool,
     ) -> Result<(), AdapterError> {
         let (w, p) = self.find(path, false)?;
-        w.update_metadata(p, metadata, specs, drop_revision)
+        w.update_metadata(p, metadata, specs, access_tags, drop_revision)
     }
 
     fn revisions(

@@ -15,8 +15,13 @@
 //! - [`authenticators`] — password checks ([`PasswordAuthenticator`]):
 //!   a dictionary (upstream's `DictionaryAuthenticator`) and a users file of
 //!   argon2id hashes; [`hash_password`].
+//! - [`pam`] — [`PamAuthenticator`], upstream's `PAMAuthenticator`: the
+//!   system's accounts through Linux-PAM, opened at run time.
 //! - [`limiter`] — [`LoginLimiter`], failed-login throttling per user and IP.
 //! - [`device`] — [`DeviceFlow`], pending device-code authorizations.
+//! - [`oidc`] — OpenID Connect providers ([`oidc::OidcProvider`]): discovery,
+//!   signing keys, the code exchange and the id_token checks; the HTTP
+//!   requests go through the caller's [`oidc::OidcHttp`].
 //!
 //! Everything is synchronous, like the catalog; the server calls the store
 //! from blocking threads. Nothing here knows about requests, headers or
@@ -36,6 +41,8 @@ pub mod device;
 mod error;
 pub mod limiter;
 pub mod model;
+pub mod oidc;
+pub mod pam;
 pub mod schema;
 pub mod store;
 pub mod tokens;
@@ -50,6 +57,7 @@ pub use limiter::LoginLimiter;
 pub use model::{
     ADMIN_SCOPES, ApiKeyInfo, Identity, Principal, PrincipalType, Role, Session, USER_SCOPES,
 };
+pub use pam::PamAuthenticator;
 pub use store::AuthStore;
 pub use tiled_catalog::CatalogUri;
 pub use tokens::{AccessClaims, IdentityClaim, RefreshClaims, TokenIssuer};

@@ -137,7 +137,7 @@ pub const DEFAULT_REFRESH_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600)
 /// build also enables the `aws_lc_rs` backend (features unify); installing
 /// explicitly avoids that. If some other provider was installed first, it is
 /// kept.
-fn ensure_crypto_provider() {
+pub(crate) fn ensure_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = jsonwebtoken::crypto::CryptoProvider::install_default(

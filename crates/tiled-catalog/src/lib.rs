@@ -13,6 +13,7 @@
 //! The catalog is synchronous (like the adapter traits); the server calls
 //! it from blocking threads.
 
+pub mod access_tags;
 pub mod adapter;
 pub mod db;
 pub mod load;
@@ -31,6 +32,7 @@ use serde_json::{Map, Value};
 use tiled_adapters::{AdapterError, NodeData};
 use tiled_model::{Query, Spec, StructureFamily};
 
+pub use access_tags::AccessTagRows;
 pub use adapter::{CatalogContainer, Opener};
 use db::{Connection, Dialect, Param, Pool};
 pub use uri::CatalogUri;

@@ -17,13 +17,15 @@
 //! A migration runs in one transaction and bumps `schema_version`. New
 //! versions are appended to both lists (never edit a released one):
 //! - 1: the initial schema;
-//! - 2: `data_sources.properties`.
+//! - 2: `data_sources.properties`;
+//! - 3: access tag definitions (`access_tags`, `access_tags_principals`,
+//!   `access_grants`, `access_tag_owners_association`).
 
 use crate::CatalogError;
 use crate::db::{Dialect, Pool};
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 const SQLITE: &[&str] = &[
     // 1: the initial schema.
@@ -93,6 +95,31 @@ CREATE VIRTUAL TABLE nodes_fts USING fts5(
     // 2: data sources carry `properties` (the wire's free-form dict).
     r#"
 ALTER TABLE data_sources ADD COLUMN properties TEXT NOT NULL DEFAULT '{}';
+"#,
+    // 3: access tag definitions (upstream 0.2.20 keeps them in the catalog,
+    // in tables of these names): tags, the principals they name, the
+    // scopes each grants each principal, and the tags' owners.
+    r#"
+CREATE TABLE access_tags (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    is_public INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE access_tags_principals (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE access_grants (
+    tag_id INTEGER NOT NULL REFERENCES access_tags(id) ON DELETE CASCADE,
+    principal_id INTEGER NOT NULL REFERENCES access_tags_principals(id) ON DELETE CASCADE,
+    scope TEXT NOT NULL,
+    PRIMARY KEY (tag_id, principal_id, scope)
+);
+CREATE TABLE access_tag_owners_association (
+    tag_id INTEGER NOT NULL REFERENCES access_tags(id) ON DELETE CASCADE,
+    principal_id INTEGER NOT NULL REFERENCES access_tags_principals(id) ON DELETE CASCADE,
+    PRIMARY KEY (tag_id, principal_id)
+);
 "#,
 ];
 
@@ -165,6 +192,31 @@ CREATE TABLE revisions (
     // 2: data sources carry `properties` (the wire's free-form dict).
     r#"
 ALTER TABLE data_sources ADD COLUMN properties JSONB NOT NULL DEFAULT '{}';
+"#,
+    // 3: access tag definitions (upstream 0.2.20 keeps them in the catalog,
+    // in tables of these names): tags, the principals they name, the
+    // scopes each grants each principal, and the tags' owners.
+    r#"
+CREATE TABLE access_tags (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    is_public BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE TABLE access_tags_principals (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE access_grants (
+    tag_id BIGINT NOT NULL REFERENCES access_tags(id) ON DELETE CASCADE,
+    principal_id BIGINT NOT NULL REFERENCES access_tags_principals(id) ON DELETE CASCADE,
+    scope TEXT NOT NULL,
+    PRIMARY KEY (tag_id, principal_id, scope)
+);
+CREATE TABLE access_tag_owners_association (
+    tag_id BIGINT NOT NULL REFERENCES access_tags(id) ON DELETE CASCADE,
+    principal_id BIGINT NOT NULL REFERENCES access_tags_principals(id) ON DELETE CASCADE,
+    PRIMARY KEY (tag_id, principal_id)
+);
 "#,
 ];
 

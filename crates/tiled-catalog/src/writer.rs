@@ -422,9 +422,13 @@ impl TreeWriter for CatalogWriter {
         path: &[String],
         metadata: &Map<String, Value>,
         specs: Option<&[Spec]>,
+        access_tags: Option<&[String]>,
         drop_revision: bool,
     ) -> Result<(), AdapterError> {
-        let revision = self.catalog.update_metadata(path, metadata, specs, None)?;
+        let blob = access_tags.map(|tags| json!({ "tags": tags }));
+        let revision = self
+            .catalog
+            .update_metadata(path, metadata, specs, blob.as_ref())?;
         if drop_revision {
             self.catalog.delete_revision(path, revision)?;
         }

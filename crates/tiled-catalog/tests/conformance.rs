@@ -1027,3 +1027,46 @@ fn access_visibility_filter() {
         assert_eq!(visible(&[]), ["d", "e"], "{name}");
     }
 }
+
+/// Access tag definitions round-trip through the catalog, a replacement
+/// drops what it does not list, and a grant naming an unlisted tag
+/// changes nothing.
+#[test]
+fn access_tag_definitions_round_trip() {
+    use tiled_catalog::AccessTagRows;
+    for (name, catalog) in catalogs() {
+        assert_eq!(
+            catalog.access_tags().unwrap(),
+            AccessTagRows::default(),
+            "{name}"
+        );
+        let s = |v: &str| v.to_string();
+        let rows = AccessTagRows {
+            tags: vec![(s("open"), true), (s("p1"), false), (s("p2"), false)],
+            grants: vec![
+                (s("p1"), s("alice"), s("read:metadata")),
+                (s("p1"), s("alice"), s("write:data")),
+                (s("p2"), s("bob"), s("read:metadata")),
+            ],
+            owners: vec![(s("p1"), s("alice"))],
+        };
+        catalog.replace_access_tags(&rows).unwrap();
+        let mut got = catalog.access_tags().unwrap();
+        got.grants.sort();
+        assert_eq!(got, rows, "{name}");
+        let smaller = AccessTagRows {
+            tags: vec![(s("p2"), true)],
+            grants: vec![(s("p2"), s("carol"), s("read:data"))],
+            owners: vec![],
+        };
+        catalog.replace_access_tags(&smaller).unwrap();
+        assert_eq!(catalog.access_tags().unwrap(), smaller, "{name}");
+        let bad = AccessTagRows {
+            tags: vec![],
+            grants: vec![(s("zzz"), s("carol"), s("read:data"))],
+            owners: vec![],
+        };
+        assert!(catalog.replace_access_tags(&bad).is_err(), "{name}");
+        assert_eq!(catalog.access_tags().unwrap(), smaller, "{name}");
+    }
+}

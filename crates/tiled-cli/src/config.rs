@@ -67,6 +67,11 @@ pub enum ProviderKind {
     Dictionary(Value),
     /// A file of `user:$argon2id$...` lines.
     UsersFile(PathBuf),
+    /// `tiled.authenticators:PAMAuthenticator`: the system's accounts
+    /// through this PAM service (`args.service`, default `login`).
+    Pam { service: String },
+    /// `tiled.authenticators:OIDCAuthenticator`: an OpenID Connect provider.
+    Oidc(tiled_auth::oidc::OidcConfig),
 }
 
 /// `authentication.providers[*]`.
@@ -96,12 +101,33 @@ pub struct MultiUserConfig {
 /// `access_control` with the tag-based policy.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccessConfig {
-    /// The provider whose identities name users in `tags`.
+    /// The provider whose identities name users in the tag definitions.
     pub provider: String,
-    /// Tag → users holding it.
-    pub tags: std::collections::HashMap<String, Vec<String>>,
-    /// Tags everyone holds.
-    pub public_tags: Vec<String>,
+    /// Where the tag definitions come from.
+    pub definitions: TagDefinitions,
+    /// The scopes the policy may grant (`args.scopes`; `None`: all).
+    pub scopes: Option<Vec<String>>,
+}
+
+/// Where an access policy's tag definitions come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TagDefinitions {
+    /// `args.tags` (tag → users, with every scope) and `args.public_tags`,
+    /// or `args.tag_config` given as a mapping: compiled once.
+    Inline(tiled_server::access::TagTable),
+    /// `args.tag_config: FILE`: upstream's tag file, read again when it
+    /// changes.
+    File(PathBuf),
+    /// `args.access_tags_parser: tiled.access_control.access_tags:AccessTagsParser`
+    /// (upstream 0.2.20): the tag tables of the first catalog tree, filled by
+    /// `tiled admin compile-tags`.
+    Catalog,
+}
+
+impl Default for TagDefinitions {
+    fn default() -> Self {
+        TagDefinitions::Inline(Default::default())
+    }
 }
 
 /// The parts of the service configuration this server acts on.
@@ -328,7 +354,7 @@ pub fn from_value(value: &Value, base: &Path) -> Result<ServiceConfig, ConfigErr
         authentication(auth, &mut config)?;
     }
     if let Some(ac) = top.get("access_control").filter(|v| !v.is_null()) {
-        let access = access_control(ac)?;
+        let access = access_control(ac, base)?;
         match &mut config.multi_user {
             Some(mu) => mu.access = Some(access),
             None => {
@@ -425,7 +451,7 @@ pub fn from_value(value: &Value, base: &Path) -> Result<ServiceConfig, ConfigErr
     Ok(config)
 }
 
-fn access_control(ac: &Value) -> Result<AccessConfig, ConfigError> {
+fn access_control(ac: &Value, base: &Path) -> Result<AccessConfig, ConfigError> {
     let ac = as_map(ac, "access_control")?;
     check_keys(ac, "access_control", &["access_policy", "args"])?;
     let policy = as_str(
@@ -457,57 +483,138 @@ fn access_control(ac: &Value) -> Result<AccessConfig, ConfigError> {
             "provider",
             "tags",
             "public_tags",
+            "tag_config",
             "scopes",
             "access_tags_parser",
+            "tags_db",
         ],
     )?;
-    if args.contains_key("access_tags_parser") {
-        return Err(err(
-            "access_control.args.access_tags_parser",
-            "tiled-rs takes the tag definitions inline: args.tags maps each tag to the users \
-             holding it (see docs/security.md)",
-        ));
-    }
     let provider = as_str(
         args.get("provider")
             .ok_or_else(|| err("access_control.args.provider", "required"))?,
         "access_control.args.provider",
     )?
     .to_string();
-    let mut out = AccessConfig {
-        provider,
-        ..AccessConfig::default()
+    let scopes = match args.get("scopes").filter(|v| !v.is_null()) {
+        None => None,
+        Some(v) => {
+            let list = v
+                .as_array()
+                .ok_or_else(|| err("access_control.args.scopes", "expected a list of scopes"))?;
+            let mut out = Vec::new();
+            for (i, s) in list.iter().enumerate() {
+                let key = format!("access_control.args.scopes[{i}]");
+                let s = as_str(s, &key)?;
+                if !tiled_server::access::ALL_SCOPES.contains(&s) {
+                    return Err(err(&key, format!("{s:?} is not a scope")));
+                }
+                out.push(s.to_string());
+            }
+            Some(out)
+        }
     };
-    if let Some(tags) = args.get("tags").filter(|v| !v.is_null()) {
-        for (tag, users) in as_map(tags, "access_control.args.tags")? {
-            let key = format!("access_control.args.tags.{tag}");
-            if tag.starts_with("user:") || tag.starts_with("service:") {
+    let all_scopes = || -> std::collections::BTreeSet<String> {
+        match &scopes {
+            Some(s) => s.iter().cloned().collect(),
+            None => tiled_server::access::ALL_SCOPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    };
+    let sources: Vec<&str> = ["tags", "tag_config", "access_tags_parser"]
+        .into_iter()
+        .filter(|k| args.get(*k).is_some_and(|v| !v.is_null()))
+        .collect();
+    if sources.len() > 1 {
+        return Err(err(
+            &format!("access_control.args.{}", sources[1]),
+            format!(
+                "give the tag definitions one way: {} and {} both given",
+                sources[0], sources[1]
+            ),
+        ));
+    }
+    if args.contains_key("tags_db") {
+        return Err(err(
+            "access_control.args.tags_db",
+            "a separate tag database is upstream's pre-0.2.20 form; with \
+             access_tags_parser the tags live in the catalog (fill them with \
+             `tiled admin compile-tags`), or give args.tag_config: FILE",
+        ));
+    }
+    let definitions = match sources.first().copied() {
+        Some("access_tags_parser") => {
+            let parser = as_str(
+                &args["access_tags_parser"],
+                "access_control.args.access_tags_parser",
+            )?;
+            if parser != "tiled.access_control.access_tags:AccessTagsParser" {
                 return Err(err(
-                    &key,
-                    "user: and service: tags are given to users automatically",
+                    "access_control.args.access_tags_parser",
+                    format!(
+                        "{parser:?} cannot run in tiled-rs; use \
+                         tiled.access_control.access_tags:AccessTagsParser (tags in the \
+                         catalog) or args.tag_config"
+                    ),
                 ));
             }
-            let list = users
-                .as_array()
-                .ok_or_else(|| err(&key, "expected a list of users"))?;
-            let names = list
-                .iter()
-                .enumerate()
-                .map(|(i, u)| as_str(u, &format!("{key}[{i}]")).map(str::to_string))
-                .collect::<Result<Vec<_>, _>>()?;
-            out.tags.insert(tag.clone(), names);
+            TagDefinitions::Catalog
         }
-    }
-    if let Some(public) = args.get("public_tags").filter(|v| !v.is_null()) {
-        let list = public
-            .as_array()
-            .ok_or_else(|| err("access_control.args.public_tags", "expected a list"))?;
-        for (i, t) in list.iter().enumerate() {
-            out.public_tags
-                .push(as_str(t, &format!("access_control.args.public_tags[{i}]"))?.to_string());
+        Some("tag_config") => match &args["tag_config"] {
+            Value::String(path) => TagDefinitions::File(resolve(base, path)),
+            Value::Object(_) => TagDefinitions::Inline(
+                tiled_server::access::compile_tag_definitions(&args["tag_config"], &all_scopes())
+                    .map_err(|e| err("access_control.args.tag_config", e))?,
+            ),
+            _ => {
+                return Err(err(
+                    "access_control.args.tag_config",
+                    "expected a file path or a mapping with `tags`",
+                ));
+            }
+        },
+        _ => {
+            let mut table = tiled_server::access::TagTable::default();
+            if let Some(tags) = args.get("tags").filter(|v| !v.is_null()) {
+                for (tag, users) in as_map(tags, "access_control.args.tags")? {
+                    let key = format!("access_control.args.tags.{tag}");
+                    if tag.starts_with("user:") || tag.starts_with("service:") {
+                        return Err(err(
+                            &key,
+                            "user: and service: tags are given to users automatically",
+                        ));
+                    }
+                    let list = users
+                        .as_array()
+                        .ok_or_else(|| err(&key, "expected a list of users"))?;
+                    let grants = table.grants.entry(tag.clone()).or_default();
+                    let owners = table.owners.entry(tag.clone()).or_default();
+                    for (i, u) in list.iter().enumerate() {
+                        let name = as_str(u, &format!("{key}[{i}]"))?.to_string();
+                        grants.insert(name.clone(), all_scopes());
+                        owners.insert(name);
+                    }
+                }
+            }
+            if let Some(public) = args.get("public_tags").filter(|v| !v.is_null()) {
+                let list = public
+                    .as_array()
+                    .ok_or_else(|| err("access_control.args.public_tags", "expected a list"))?;
+                for (i, t) in list.iter().enumerate() {
+                    let t = as_str(t, &format!("access_control.args.public_tags[{i}]"))?;
+                    table.public.insert(t.to_string());
+                    table.grants.entry(t.to_string()).or_default();
+                }
+            }
+            TagDefinitions::Inline(table)
         }
-    }
-    Ok(out)
+    };
+    Ok(AccessConfig {
+        provider,
+        definitions,
+        scopes,
+    })
 }
 
 /// "300 MB", "1.5GB", "1000" → bytes.
@@ -700,6 +807,94 @@ fn storage_uri(s: &str, base: &Path) -> String {
     }
 }
 
+/// A PAM provider's `args` (upstream's: `service`, `confirmation_message`),
+/// checking now that libpam can be loaded, so a machine without it fails
+/// at startup rather than at the first login.
+fn pam_provider(key: &str, args: &Value) -> Result<ProviderKind, ConfigError> {
+    let mut service = tiled_auth::pam::DEFAULT_SERVICE.to_string();
+    if !args.is_null() {
+        let at = format!("{key}.args");
+        let map = as_map(args, &at)?;
+        check_keys(map, &at, &["service", "confirmation_message"])?;
+        if let Some(v) = map.get("confirmation_message").filter(|v| !v.is_null()) {
+            as_str(v, &format!("{at}.confirmation_message"))?;
+        }
+        if let Some(v) = map.get("service").filter(|v| !v.is_null()) {
+            service = as_str(v, &format!("{at}.service"))?.to_string();
+            if service.is_empty() || service.contains(['/', '\0']) {
+                return Err(err(
+                    &format!("{at}.service"),
+                    "expected a PAM service name from /etc/pam.d, such as login",
+                ));
+            }
+        }
+    }
+    tiled_auth::PamAuthenticator::available().map_err(|e| {
+        err(
+            &format!("{key}.authenticator"),
+            format!("PAMAuthenticator needs Linux-PAM on this machine: {e}"),
+        )
+    })?;
+    Ok(ProviderKind::Pam { service })
+}
+
+/// An OpenID Connect provider's `args` (upstream's `OIDCAuthenticator`:
+/// `audience`, `client_id`, `client_secret`, `well_known_uri`, and
+/// optionally `confirmation_message`, `redirect_on_success`,
+/// `redirect_on_failure`, `user_id_claim`). Nothing is fetched here: the
+/// provider is discovered at start-up in the background and at first use.
+fn oidc_provider(key: &str, args: &Value) -> Result<ProviderKind, ConfigError> {
+    let at = format!("{key}.args");
+    let map = as_map(args, &at)?;
+    check_keys(map, &at, &tiled_auth::oidc::ARGS)?;
+    let optional = |k: &str| -> Result<Option<String>, ConfigError> {
+        match map.get(k).filter(|v| !v.is_null()) {
+            None => Ok(None),
+            Some(v) => {
+                let s = as_str(v, &format!("{at}.{k}"))?;
+                if s.trim().is_empty() {
+                    return Err(err(&format!("{at}.{k}"), "must not be empty"));
+                }
+                Ok(Some(s.to_string()))
+            }
+        }
+    };
+    let required = |k: &str, what: &str| -> Result<String, ConfigError> {
+        optional(k)?.ok_or_else(|| err(&format!("{at}.{k}"), format!("required: {what}")))
+    };
+    let url = |k: &str, v: Option<String>| -> Result<Option<String>, ConfigError> {
+        match v {
+            Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => Err(err(
+                &format!("{at}.{k}"),
+                format!("expected an http(s) URL, got {u:?}"),
+            )),
+            other => Ok(other),
+        }
+    };
+    let well_known_uri = url(
+        "well_known_uri",
+        Some(required(
+            "well_known_uri",
+            "the provider's discovery document (https://.../.well-known/openid-configuration)",
+        )?),
+    )?
+    .unwrap_or_default();
+    Ok(ProviderKind::Oidc(tiled_auth::oidc::OidcConfig {
+        audience: required("audience", "the aud of the provider's id_tokens")?,
+        client_id: required("client_id", "this server's client id at the provider")?,
+        client_secret: required(
+            "client_secret",
+            "this server's client secret at the provider (use ${ENV_VAR})",
+        )?,
+        well_known_uri,
+        confirmation_message: optional("confirmation_message")?,
+        redirect_on_success: url("redirect_on_success", optional("redirect_on_success")?)?,
+        redirect_on_failure: url("redirect_on_failure", optional("redirect_on_failure")?)?,
+        user_id_claim: optional("user_id_claim")?
+            .unwrap_or_else(|| tiled_auth::oidc::DEFAULT_USER_ID_CLAIM.to_string()),
+    }))
+}
+
 fn authentication(auth: &Value, config: &mut ServiceConfig) -> Result<(), ConfigError> {
     let auth = as_map(auth, "authentication")?;
     check_keys(
@@ -780,19 +975,8 @@ fn authentication(auth: &Value, config: &mut ServiceConfig) -> Result<(), Config
                     .ok_or_else(|| err(&format!("{key}.args.path"), "required: the users file"))?;
                 ProviderKind::UsersFile(PathBuf::from(path))
             }
-            "tiled.authenticators:PAMAuthenticator" => {
-                return Err(err(
-                    &format!("{key}.authenticator"),
-                    "PAM is not supported by tiled-rs; use a users file of argon2 hashes \
-                     (authenticator: users_file, args: {path: ...})",
-                ));
-            }
-            "tiled.authenticators:OIDCAuthenticator" => {
-                return Err(err(
-                    &format!("{key}.authenticator"),
-                    "OpenID Connect is not available in this version yet",
-                ));
-            }
+            "tiled.authenticators:PAMAuthenticator" | "pam" => pam_provider(&key, &args)?,
+            "tiled.authenticators:OIDCAuthenticator" | "oidc" => oidc_provider(&key, &args)?,
             other => {
                 return Err(err(
                     &format!("{key}.authenticator"),
@@ -921,11 +1105,10 @@ allow_origins: [https://example.org]
             .unwrap_err();
         assert_eq!(e.key, "trees");
         let e = parse(
-            "trees: [{path: /, tree: demo}]\nauthentication:\n  providers:\n    - provider: pam\n      authenticator: tiled.authenticators:PAMAuthenticator\n",
+            "trees: [{path: /, tree: demo}]\nauthentication:\n  providers:\n    - provider: saml\n      authenticator: tiled.authenticators:SAMLAuthenticator\n",
         )
         .unwrap_err();
         assert_eq!(e.key, "authentication.providers[0].authenticator");
-        assert!(e.message.contains("PAM"), "{e}");
         let c = parse(
             "trees: [{path: /, tree: demo}]\nauthentication:\n  secret_keys: [k1]\n  access_token_max_age: 2\n  tiled_admins: [{provider: toy, id: alice}]\n  providers:\n    - provider: toy\n      authenticator: tiled.authenticators:DictionaryAuthenticator\n      args: {users_to_passwords: {alice: secret}}\ndatabase:\n  uri: sqlite:///auth.db\n",
         )
@@ -936,6 +1119,79 @@ allow_origins: [https://example.org]
         assert_eq!(mu.access_token_max_age, Some(2.0));
         assert_eq!(mu.admins, vec![("toy".to_string(), "alice".to_string())]);
         assert_eq!(mu.database_uri.as_deref(), Some("sqlite:///auth.db"));
+    }
+
+    #[test]
+    fn pam_provider() {
+        let pam = |args: &str| {
+            parse(&format!(
+                "trees: [{{path: /, tree: demo}}]\nauthentication:\n  providers:\n    - provider: pam\n      authenticator: tiled.authenticators:PAMAuthenticator\n{args}"
+            ))
+        };
+        // Argument mistakes are found before libpam is looked for.
+        let e = pam("      args: {servce: login}\n").unwrap_err();
+        assert_eq!(e.key, "authentication.providers[0].args.servce");
+        assert!(e.message.contains("unknown key"), "{e}");
+        let e = pam("      args: {service: [login]}\n").unwrap_err();
+        assert_eq!(e.key, "authentication.providers[0].args.service");
+        let e = pam("      args: {service: ../shadow}\n").unwrap_err();
+        assert_eq!(e.key, "authentication.providers[0].args.service");
+        let service = |c: ServiceConfig| match &c.multi_user.unwrap().providers[0].kind {
+            ProviderKind::Pam { service } => service.clone(),
+            other => panic!("{other:?}"),
+        };
+        if tiled_auth::PamAuthenticator::available().is_ok() {
+            assert_eq!(service(pam("").unwrap()), "login");
+            assert_eq!(
+                service(pam("      args: {service: other}\n").unwrap()),
+                "other"
+            );
+            let c = pam("      args: {service: sshd, confirmation_message: hi}\n").unwrap();
+            assert_eq!(service(c), "sshd");
+        } else {
+            // No libpam here: refused at config time, naming the key.
+            let e = pam("      args: {service: other}\n").unwrap_err();
+            assert_eq!(e.key, "authentication.providers[0].authenticator");
+            assert!(e.message.contains("libpam"), "{e}");
+        }
+    }
+
+    #[test]
+    fn oidc_provider() {
+        let oidc = |args: &str| {
+            parse(&format!(
+                "trees: [{{path: /, tree: demo}}]\nauthentication:\n  providers:\n    - provider: orcid\n      authenticator: tiled.authenticators:OIDCAuthenticator\n      args:\n{args}"
+            ))
+        };
+        let full = "        audience: tiled\n        client_id: tiled\n        client_secret: s3cret\n        well_known_uri: https://idp.example/.well-known/openid-configuration\n";
+        let c = oidc(full).unwrap();
+        let ProviderKind::Oidc(o) = &c.multi_user.unwrap().providers[0].kind else {
+            panic!("not an OIDC provider")
+        };
+        assert_eq!(o.client_secret, "s3cret");
+        assert_eq!(o.user_id_claim, "sub");
+        assert_eq!(o.redirect_on_success, None);
+        let c = oidc(&format!(
+            "{full}        user_id_claim: email\n        confirmation_message: 'You are {{id}}'\n        redirect_on_failure: https://app.example/failed\n"
+        ))
+        .unwrap();
+        let ProviderKind::Oidc(o) = &c.multi_user.unwrap().providers[0].kind else {
+            panic!("not an OIDC provider")
+        };
+        assert_eq!(o.user_id_claim, "email");
+        assert_eq!(o.confirmation_message.as_deref(), Some("You are {id}"));
+        assert!(!format!("{o:?}").contains("s3cret"));
+        let e = oidc(&format!("{full}        scopes: [email]\n")).unwrap_err();
+        assert_eq!(e.key, "authentication.providers[0].args.scopes");
+        assert!(e.message.contains("unknown key"), "{e}");
+        let e =
+            oidc("        audience: tiled\n        client_id: tiled\n        client_secret: x\n")
+                .unwrap_err();
+        assert_eq!(e.key, "authentication.providers[0].args.well_known_uri");
+        let e = oidc(&full.replace("https://idp", "idp")).unwrap_err();
+        assert_eq!(e.key, "authentication.providers[0].args.well_known_uri");
+        let e = oidc(&full.replace("client_secret: s3cret", "client_secret: ''")).unwrap_err();
+        assert_eq!(e.key, "authentication.providers[0].args.client_secret");
     }
 
     #[test]

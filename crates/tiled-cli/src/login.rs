@@ -27,7 +27,8 @@ pub struct LoginArgs {
     /// The login provider (default: the server's only one).
     #[arg(long)]
     pub provider: Option<String>,
-    /// The user name (asked for if not given).
+    /// The user name (asked for if not given; unused with OpenID Connect
+    /// providers, where the user logs in in a browser).
     #[arg(long, short)]
     pub username: Option<String>,
     /// Read the password from standard input (one line) instead of
@@ -71,6 +72,17 @@ pub enum AdminCommand {
     /// Print the argon2id hash of a password read from standard input, for
     /// a users file (`name:HASH` lines).
     HashPassword,
+    /// Compile a tag file (upstream's format: roles, tags, tag_owners) into
+    /// a catalog's access tag tables, where a policy configured with
+    /// `access_tags_parser` reads them. Replaces what the catalog held, in
+    /// one transaction; running servers pick the change up within seconds.
+    CompileTags {
+        /// The tag file (YAML).
+        tags: std::path::PathBuf,
+        /// The catalog: `sqlite:///path.db` or `postgresql://...`.
+        #[arg(long)]
+        catalog: String,
+    },
 }
 
 fn api_base(uri: &str) -> String {
@@ -206,6 +218,24 @@ pub async fn login(args: LoginArgs) -> Result<(), String> {
         .as_str()
         .ok_or("the provider has no auth_endpoint")?
         .to_string();
+    if provider["mode"] == "external" {
+        // An OpenID Connect provider: log in in a browser, approve here.
+        let tokens = device_code_login(&client, &endpoint).await?;
+        let path = save_tokens(&args.server.uri, &tokens)?;
+        let id = tokens["identity"]["id"].as_str().unwrap_or("?");
+        eprintln!(
+            "logged in as {id} ({}); tokens saved in {}",
+            provider["provider"].as_str().unwrap_or("?"),
+            path.display()
+        );
+        if let Some(message) = provider["confirmation_message"]
+            .as_str()
+            .filter(|m| !m.is_empty())
+        {
+            eprintln!("{}", message.replace("{id}", id));
+        }
+        return Ok(());
+    }
     let username = match args.username {
         Some(u) => u,
         None => read_line("Username: ", false)?,
@@ -237,6 +267,65 @@ pub async fn login(args: LoginArgs) -> Result<(), String> {
         path.display()
     );
     Ok(())
+}
+
+/// The device-code grant of external (OpenID Connect) providers, as the
+/// Python client's `device_code_grant` does it: start at the provider's
+/// `auth_endpoint`, print the link and the code, poll until the user has
+/// approved the code in a browser.
+async fn device_code_login(client: &reqwest::Client, endpoint: &str) -> Result<Value, String> {
+    let start = check(
+        client
+            .post(endpoint)
+            .send()
+            .await
+            .map_err(|e| format!("{endpoint}: {e}"))?,
+    )
+    .await?;
+    let field = |k: &str| {
+        start[k]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("the server's device-code answer has no {k}"))
+    };
+    let (link, user_code) = (field("authorization_uri")?, field("user_code")?);
+    let (poll_url, device_code) = (field("verification_uri")?, field("device_code")?);
+    let interval = start["interval"].as_f64().unwrap_or(5.0).clamp(1.0, 60.0);
+    let expires_in = start["expires_in"].as_f64().unwrap_or(900.0).max(1.0);
+    eprintln!(
+        "\nYou have {} minutes to visit this URL\n\n{link}\n\nand enter the code:\n\n{user_code}\n",
+        (expires_in / 60.0).floor()
+    );
+    eprint!("Waiting...");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(expires_in);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs_f64(interval)).await;
+        if std::time::Instant::now() > deadline {
+            eprintln!();
+            return Err("the code expired before the login was approved".into());
+        }
+        let response = client
+            .post(&poll_url)
+            .json(&json!({
+                "device_code": device_code,
+                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+            }))
+            .send()
+            .await
+            .map_err(|e| format!("{poll_url}: {e}"))?;
+        if response.status() == reqwest::StatusCode::BAD_REQUEST {
+            let text = response.text().await.map_err(|e| e.to_string())?;
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if body["detail"]["error"] == "authorization_pending" {
+                eprint!(".");
+                continue;
+            }
+            eprintln!();
+            return Err(format!("400 Bad Request: {text}"));
+        }
+        eprintln!();
+        return check(response).await;
+    }
 }
 
 /// `tiled logout`: revoke the session and forget its tokens.
@@ -386,6 +475,30 @@ pub fn admin(command: AdminCommand) -> Result<(), String> {
             println!(
                 "{}",
                 tiled_auth::hash_password(&password).map_err(|e| e.to_string())?
+            );
+        }
+        AdminCommand::CompileTags { tags, catalog } => {
+            let text =
+                std::fs::read_to_string(&tags).map_err(|e| format!("{}: {e}", tags.display()))?;
+            let value: serde_json::Value =
+                serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", tags.display()))?;
+            let scopes = tiled_server::access::ALL_SCOPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let table = tiled_server::access::compile_tag_definitions(&value, &scopes)
+                .map_err(|e| format!("{}: {e}", tags.display()))?;
+            let uri = tiled_catalog::CatalogUri::parse(&catalog).map_err(|e| e.to_string())?;
+            let catalog = tiled_catalog::Catalog::open(&uri, false).map_err(|e| e.to_string())?;
+            let rows = crate::tag_rows_from_table(&table);
+            catalog
+                .replace_access_tags(&rows)
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "compiled {} tags ({} grants, {} owners) into the catalog",
+                rows.tags.len(),
+                rows.grants.len(),
+                rows.owners.len()
             );
         }
     }

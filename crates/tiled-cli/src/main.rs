@@ -43,8 +43,9 @@ enum Command {
     /// mapping as `serve directory`; serve it with
     /// `tiled serve catalog URI --readable-storage PATH`.
     Register(RegisterArgs),
-    /// Log in to a multi-user server (password providers); the tokens are
-    /// saved for `tiled api-key` and `tiled logout`.
+    /// Log in to a multi-user server (a password, or for OpenID Connect
+    /// providers a code approved in a browser); the tokens are saved for
+    /// `tiled api-key` and `tiled logout`.
     Login(login::LoginArgs),
     /// End the saved session with a server and forget its tokens.
     Logout(login::ServerArgs),
@@ -855,14 +856,23 @@ async fn serve_config(args: ConfigArgs) -> Result<(), String> {
         data_memory_budget: DEFAULT_DATA_MEMORY_BUDGET,
         allow_origins: cfg.allow_origins.clone(),
     };
+    // Tag definitions kept in a catalog live in the first catalog tree
+    // that has a URI.
+    let tags_catalog = cfg.trees.iter().find_map(|t| match &t.kind {
+        config::TreeKind::Catalog { uri: Some(uri), .. } => Some(uri.clone()),
+        _ => None,
+    });
     let multi_user = match cfg.multi_user.clone() {
         Some(mu) => Some(
-            tokio::task::spawn_blocking(move || build_multi_user(mu))
+            tokio::task::spawn_blocking(move || build_multi_user(mu, tags_catalog))
                 .await
                 .map_err(|e| e.to_string())??,
         ),
         None => None,
     };
+    if let Some(mu) = &multi_user {
+        tiled_server::oidc::discover_in_background(mu);
+    }
     serve(serve_args, root, writer, true, false, multi_user).await
 }
 
@@ -870,11 +880,28 @@ async fn serve_config(args: ConfigArgs) -> Result<(), String> {
 /// authentication database, token lifetimes and signing keys.
 fn build_multi_user(
     cfg: config::MultiUserConfig,
+    tags_catalog: Option<String>,
 ) -> Result<Arc<tiled_server::multi_user::MultiUser>, String> {
     use tiled_server::multi_user::{MultiUser, Provider};
     let mut providers = Vec::new();
+    // One HTTP client for every OpenID Connect provider, made at the first.
+    let mut oidc_http: Option<Arc<dyn tiled_auth::oidc::OidcHttp>> = None;
     for p in &cfg.providers {
         let authenticator: Arc<dyn tiled_auth::PasswordAuthenticator> = match &p.kind {
+            config::ProviderKind::Oidc(oidc) => {
+                let http = match &oidc_http {
+                    Some(h) => h.clone(),
+                    None => {
+                        let h: Arc<dyn tiled_auth::oidc::OidcHttp> =
+                            Arc::new(tiled_server::oidc::HttpTransport::new()?);
+                        oidc_http = Some(h.clone());
+                        h
+                    }
+                };
+                let provider = tiled_auth::oidc::OidcProvider::new(oidc.clone(), http);
+                providers.push(Provider::oidc(p.name.clone(), Arc::new(provider)));
+                continue;
+            }
             config::ProviderKind::Dictionary(args) => Arc::new(
                 tiled_auth::DictionaryAuthenticator::from_args(args)
                     .map_err(|e| format!("provider {}: {e}", p.name))?,
@@ -883,11 +910,12 @@ fn build_multi_user(
                 tiled_auth::UsersFileAuthenticator::new(path.clone())
                     .map_err(|e| format!("provider {}: {e}", p.name))?,
             ),
+            config::ProviderKind::Pam { service } => Arc::new(
+                tiled_auth::PamAuthenticator::new(service)
+                    .map_err(|e| format!("provider {}: {e}", p.name))?,
+            ),
         };
-        providers.push(Provider {
-            name: p.name.clone(),
-            authenticator,
-        });
+        providers.push(Provider::password(p.name.clone(), authenticator));
     }
     let store = match &cfg.database_uri {
         Some(uri) => tiled_auth::AuthStore::open(&catalog_uri(uri)?, cfg.database_init)
@@ -927,12 +955,133 @@ fn build_multi_user(
         admins: cfg.admins.clone(),
         limiter: tiled_auth::LoginLimiter::default(),
         device: Default::default(),
-        policy: cfg.access.clone().map(|a| tiled_server::access::TagPolicy {
-            provider: a.provider,
-            tags: a.tags,
-            public_tags: a.public_tags,
-        }),
+        policy: cfg
+            .access
+            .clone()
+            .map(|a| access_policy(a, tags_catalog.as_deref()))
+            .transpose()?,
     }))
+}
+
+/// How long tag definitions read from a file or the catalog are reused
+/// before they are read again: edits apply within this time.
+const TAG_DEFINITIONS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Tag definitions as the catalog stores them → the policy's table
+/// (scopes outside `scopes` are dropped).
+fn tag_table_from_rows(
+    rows: &tiled_catalog::AccessTagRows,
+    scopes: &std::collections::BTreeSet<String>,
+) -> tiled_server::access::TagTable {
+    let mut table = tiled_server::access::TagTable::default();
+    for (tag, public) in &rows.tags {
+        table.grants.entry(tag.clone()).or_default();
+        if *public {
+            table.public.insert(tag.clone());
+        }
+    }
+    for (tag, who, scope) in rows.grants.iter().filter(|g| scopes.contains(&g.2)) {
+        table
+            .grants
+            .entry(tag.clone())
+            .or_default()
+            .entry(who.clone())
+            .or_default()
+            .insert(scope.clone());
+    }
+    for (tag, who) in &rows.owners {
+        table
+            .owners
+            .entry(tag.clone())
+            .or_default()
+            .insert(who.clone());
+    }
+    table
+}
+
+/// The policy's table → rows for the catalog.
+fn tag_rows_from_table(table: &tiled_server::access::TagTable) -> tiled_catalog::AccessTagRows {
+    let mut rows = tiled_catalog::AccessTagRows::default();
+    let names: std::collections::BTreeSet<&String> = table
+        .grants
+        .keys()
+        .chain(table.owners.keys())
+        .chain(table.public.iter())
+        .collect();
+    for name in names {
+        rows.tags.push((name.clone(), table.public.contains(name)));
+    }
+    for (tag, holders) in &table.grants {
+        for (who, scopes) in holders {
+            for scope in scopes {
+                rows.grants.push((tag.clone(), who.clone(), scope.clone()));
+            }
+        }
+    }
+    for (tag, owners) in &table.owners {
+        for who in owners {
+            rows.owners.push((tag.clone(), who.clone()));
+        }
+    }
+    rows
+}
+
+/// The tag-based access policy a config describes.
+fn access_policy(
+    a: config::AccessConfig,
+    tags_catalog: Option<&str>,
+) -> Result<tiled_server::access::TagPolicy, String> {
+    use tiled_server::access::{ALL_SCOPES, TagPolicy, TagSource, compile_tag_definitions};
+    let scopes: std::collections::BTreeSet<String> = match &a.scopes {
+        Some(s) => s.iter().cloned().collect(),
+        None => ALL_SCOPES.iter().map(|s| s.to_string()).collect(),
+    };
+    let source = match a.definitions {
+        config::TagDefinitions::Inline(table) => TagSource::Fixed(Arc::new(table)),
+        config::TagDefinitions::File(path) => {
+            let load_scopes = scopes.clone();
+            let load = move || -> Result<tiled_server::access::TagTable, String> {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let value: serde_json::Value = serde_saphyr::from_str(&text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                compile_tag_definitions(&value, &load_scopes)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            };
+            // A file that does not compile at start-up is a config error.
+            load().map_err(|e| format!("access_control.args.tag_config: {e}"))?;
+            TagSource::live(load, TAG_DEFINITIONS_TTL)
+        }
+        config::TagDefinitions::Catalog => {
+            let key = "access_control.args.access_tags_parser";
+            let uri = tags_catalog.ok_or_else(|| {
+                format!(
+                    "{key}: the tags live in a catalog, and no tree is a catalog with a uri \
+                     (give one, or the definitions in args.tag_config)"
+                )
+            })?;
+            let catalog = tiled_catalog::Catalog::open(&catalog_uri(uri)?, false)
+                .map_err(|e| format!("{key}: {e}"))?;
+            let load_scopes = scopes.clone();
+            let load = move || -> Result<tiled_server::access::TagTable, String> {
+                let rows = catalog.access_tags().map_err(|e| e.to_string())?;
+                Ok(tag_table_from_rows(&rows, &load_scopes))
+            };
+            let table = load().map_err(|e| format!("{key}: {e}"))?;
+            if table.grants.is_empty() && table.owners.is_empty() && table.public.is_empty() {
+                tracing::warn!(
+                    "{key}: the catalog holds no access tag definitions yet; fill them with \
+                     `tiled admin compile-tags TAGS.yml --catalog {uri}`"
+                );
+            }
+            TagSource::live(load, TAG_DEFINITIONS_TTL)
+        }
+    };
+    Ok(TagPolicy {
+        provider: a.provider,
+        source,
+        scopes,
+    })
 }
 
 async fn serve(

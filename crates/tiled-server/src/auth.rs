@@ -32,6 +32,9 @@ pub struct Caller {
     pub scopes: Vec<String>,
     /// The first eight characters of the API key used, if one was.
     pub api_key: Option<String>,
+    /// The access tags the API key used is restricted to (`None`: not
+    /// restricted, or no key).
+    pub access_tags: Option<Vec<String>>,
 }
 
 /// What a caller may do.

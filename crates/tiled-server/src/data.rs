@@ -24,9 +24,22 @@ const STRIP_BYTES: usize = 1 << 20;
 
 /// An ETag derived from the request alone (path, parameters, media type),
 /// so no body is hashed, streamed bodies get one too, and a 304 costs no
-/// read. Sound because every node served today is immutable; writable
-/// nodes must mix their revision in.
-fn request_etag(req: &Request, media_type: &str) -> String {
+/// read. Sound only for trees nothing writes to, read without an access
+/// policy: a writable tree's data changes under the same request (and
+/// another replica may have written it), and under a policy the same
+/// request shows each caller different nodes. Those responses get an ETag
+/// no later request can name, so they are never answered with a 304.
+fn request_etag(app: &App, req: &Request, media_type: &str) -> String {
+    let policy = app
+        .config
+        .auth
+        .multi_user
+        .as_ref()
+        .is_some_and(|mu| mu.policy.is_some());
+    if app.writer.is_some() || policy {
+        let nonce: u128 = rand::random();
+        return format!("\"{nonce:032x}\"");
+    }
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     // The demo and in-memory trees are immutable while a server runs, but
     // another version may generate different values.
@@ -246,7 +259,7 @@ pub async fn array(
     }
     let media_type = serializer.media_type;
     let itemsize = st.data_type.itemsize();
-    let etag = request_etag(req, media_type);
+    let etag = request_etag(app, req, media_type);
     let adapter: Arc<dyn ArrayAdapter> = adapter.clone();
     if media_type == OCTET_STREAM && size > STRIP_BYTES && adapter.cheap_region_reads() {
         // Stream in strips along the result's first axis: C-order strips
@@ -431,7 +444,7 @@ pub async fn table(
         )?)
     })
     .await?;
-    let etag = request_etag(req, media_type);
+    let etag = request_etag(app, req, media_type);
     Ok(data_response(app, req, media_type, body, etag, Some(permit), 8).await)
 }
 
@@ -568,7 +581,7 @@ pub async fn container(app: &Arc<App>, req: &Request, node: &Node) -> Result<Res
             .encode(StructureFamily::Container, media_type, payload)?)
     })
     .await?;
-    let etag = request_etag(req, media_type);
+    let etag = request_etag(app, req, media_type);
     Ok(data_response(app, req, media_type, body, etag, permit, 8).await)
 }
 

@@ -49,6 +49,10 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("{0}")]
     Internal(String),
+    /// A service this server depends on (an OpenID Connect provider) could
+    /// not be reached or answered nonsense: 502, with the message.
+    #[error("{0}")]
+    BadGateway(String),
 }
 
 impl ApiError {
@@ -65,6 +69,7 @@ impl ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
         }
     }
 }

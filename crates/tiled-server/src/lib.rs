@@ -10,6 +10,10 @@
 //! - [`routes`]: the handlers: about, metadata, search, distinct.
 //! - [`data`]: the data handlers: arrays and tables.
 //! - [`metrics`]: Prometheus metrics, request ids, the access log.
+//! - [`multi_user`]: the `/auth` routes of multi-user servers; [`oidc`]: those
+//!   of OpenID Connect providers, and the HTTP client that reaches them.
+//! - [`openapi`]: the OpenAPI document and Swagger UI (`/docs`), public
+//!   routes of their own, generated from one table of every route.
 //!
 //! Routing is done by hand in [`dispatch`] rather than by axum's router
 //! because Tiled paths must resolve with empty segments (`metadata//x`) and
@@ -23,6 +27,8 @@ pub mod encoding;
 pub mod error;
 pub mod metrics;
 pub mod multi_user;
+pub mod oidc;
+pub mod openapi;
 pub mod params;
 pub mod resource;
 pub mod respond;
@@ -171,6 +177,8 @@ pub fn router_with_metrics(
                 move || async move { metrics.render() }
             }),
         )
+        // Public on every server (outside `dispatch`, which authenticates).
+        .merge(openapi::routes())
         .fallback(dispatch)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(app)
@@ -465,7 +473,7 @@ async fn route(
                 node_path.first().map(String::as_str),
                 Some("provider" | "session" | "logout")
             ));
-    let access = if credential_free {
+    let mut access = if credential_free {
         match app.config.auth.authenticate(&req.headers, &req.params) {
             Ok(a) => a,
             Err(_) => auth::Access::Read,
@@ -490,6 +498,17 @@ async fn route(
             mu.identity_for_policy(&access)
         });
         req.root = access::view(&app.root, &vis);
+        // On a visible node, the request may use only the node scopes the
+        // node's tags grant (the nearest tagged node on its path decides).
+        if let auth::Access::User(c) = &access
+            && let Some(allowed) = access::scopes_on_path(&req.root, node_path, &vis)?
+        {
+            let mut narrowed = (**c).clone();
+            narrowed
+                .scopes
+                .retain(|s| !access::NODE_SCOPES.contains(&s.as_str()) || allowed.contains(s));
+            access = auth::Access::User(std::sync::Arc::new(narrowed));
+        }
         req.visibility = vis;
     }
     if let auth::Access::User(_) = &access

@@ -223,11 +223,18 @@ impl Collector for CallbackGauge {
 
 /// The route label of a request path: the API route's name (`metadata`,
 /// `array/block`, `table/partition`, ...), `about`, `metrics`, `healthz`,
+/// `openapi` (the OpenAPI document), `docs` (Swagger UI and its files),
 /// or `other`. Never the node path, so the label's values stay few.
 #[must_use]
 pub fn route_label(path: &str) -> &'static str {
     if path == "/healthz" {
         return "healthz";
+    }
+    if path == "/openapi.json" {
+        return "openapi";
+    }
+    if path == "/docs" || path.starts_with("/docs/") {
+        return "docs";
     }
     let rest = match path.strip_prefix("/api/v1") {
         Some(rest) => rest,
@@ -258,6 +265,8 @@ pub fn route_label(path: &str) -> &'static str {
         "revisions" => "revisions",
         "register" => "register",
         "metrics" if segments.next().is_none() => "metrics",
+        "openapi.json" if segments.next().is_none() => "openapi",
+        "docs" => "docs",
         family @ ("array" | "table" | "dataframe" | "container" | "node") => {
             match (family, segments.next().as_deref()) {
                 ("array", Some("full")) => "array/full",

@@ -11,6 +11,11 @@
 //! provider/{p}/token` with a JSON body. Admins (scopes `read:principals`,
 //! `write:principals`, `admin:apikeys`) list and create principals and
 //! manage their API keys under `principal/...`.
+//!
+//! OpenID Connect providers ([`ProviderKind::Oidc`]) have no password
+//! grant: browsers log in at the provider (`GET provider/{p}/authorize`,
+//! back at `provider/{p}/code`) and terminals use the same device-code
+//! flow, approved at the provider; their routes are in [`crate::oidc`].
 
 use std::sync::Arc;
 
@@ -27,11 +32,42 @@ use crate::error::ApiError;
 use crate::respond::document;
 use crate::{App, Request};
 
+/// How a provider tells who is logging in.
+pub enum ProviderKind {
+    /// Username and password, checked by this server (upstream's
+    /// "internal" mode).
+    Password(Arc<dyn PasswordAuthenticator>),
+    /// An OpenID Connect provider the user logs in at (upstream's
+    /// "external" mode; see [`crate::oidc`]).
+    Oidc(Arc<tiled_auth::oidc::OidcProvider>),
+}
+
 /// One login provider (upstream's `authentication.providers[*]`).
 pub struct Provider {
     /// The name in URLs (`/auth/provider/{name}/token`).
     pub name: String,
-    pub authenticator: Arc<dyn PasswordAuthenticator>,
+    pub kind: ProviderKind,
+}
+
+impl Provider {
+    /// A username/password provider.
+    pub fn password(
+        name: impl Into<String>,
+        authenticator: Arc<dyn PasswordAuthenticator>,
+    ) -> Self {
+        Provider {
+            name: name.into(),
+            kind: ProviderKind::Password(authenticator),
+        }
+    }
+
+    /// An OpenID Connect provider.
+    pub fn oidc(name: impl Into<String>, provider: Arc<tiled_auth::oidc::OidcProvider>) -> Self {
+        Provider {
+            name: name.into(),
+            kind: ProviderKind::Oidc(provider),
+        }
+    }
 }
 
 /// What a multi-user server authenticates with.
@@ -77,18 +113,25 @@ impl From<AuthError> for ApiError {
 }
 
 impl MultiUser {
-    /// The caller's identity id at the access policy's provider.
-    pub fn identity_for_policy(&self, access: &Access) -> Option<String> {
+    /// The caller's name at the access policy's provider, and whether it
+    /// is a service (named by its uuid).
+    pub fn identity_for_policy(&self, access: &Access) -> Option<(String, bool)> {
         let (Access::User(c), Some(policy)) = (access, &self.policy) else {
             return None;
         };
         let principal = self.store.principal(c.principal).ok()??;
-        principal
+        let id = principal
             .identities
             .iter()
             .find(|i| i.provider == policy.provider)
-            .map(|i| i.id.clone())
-            .or_else(|| Some(c.principal.simple().to_string()))
+            .map(|i| i.id.clone());
+        match (id, principal.principal_type) {
+            (Some(id), _) => Some((id, false)),
+            (None, tiled_auth::PrincipalType::Service) => Some((c.principal.to_string(), true)),
+            // A user with no identity at the policy's provider holds only
+            // the public tags.
+            (None, tiled_auth::PrincipalType::User) => None,
+        }
     }
 
     /// The caller behind an API key.
@@ -101,6 +144,7 @@ impl MultiUser {
             principal: principal.uuid,
             scopes,
             api_key: Some(key.first_eight.clone()),
+            access_tags: key.access_tags.clone(),
         })))
     }
 
@@ -115,6 +159,7 @@ impl MultiUser {
             principal,
             scopes: claims.scp.clone(),
             api_key: None,
+            access_tags: None,
         })))
     }
 
@@ -123,13 +168,14 @@ impl MultiUser {
         let providers: Vec<Value> = self
             .providers
             .iter()
-            .map(|p| {
-                json!({
+            .map(|p| match &p.kind {
+                ProviderKind::Password(_) => json!({
                     "provider": p.name,
                     "mode": "internal",
                     "links": {"auth_endpoint": format!("{base}/auth/provider/{}/token", p.name)},
                     "confirmation_message": null,
-                })
+                }),
+                ProviderKind::Oidc(oidc) => crate::oidc::about_entry(base, &p.name, oidc),
             })
             .collect();
         json!({
@@ -158,7 +204,7 @@ fn json_body(req: &Request) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::Unprocessable(format!("invalid JSON body: {e}")))
 }
 
-fn client_ip(headers: &HeaderMap) -> String {
+pub(crate) fn client_ip(headers: &HeaderMap) -> String {
     headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
@@ -208,25 +254,60 @@ pub fn route(
     match (parts.as_slice(), &req.method) {
         (["provider", name, "token"], &Method::POST) => {
             let provider = provider(mu, name)?;
-            if is_json(&req.headers) {
-                poll_device_code(mu, req, provider)
-            } else {
-                login(mu, req, provider)
+            match &provider.kind {
+                _ if is_json(&req.headers) => poll_device_code(mu, req, provider),
+                ProviderKind::Password(authenticator) => login(mu, req, provider, authenticator),
+                ProviderKind::Oidc(_) => Err(ApiError::BadRequest(format!(
+                    "Provider {} logs in through OpenID Connect: there is no password grant. \
+                     Log in with the device-code flow (POST .../authorize).",
+                    provider.name
+                ))),
             }
         }
         (["provider", name, "authorize"], &Method::POST) => {
-            start_device_code(mu, req, provider(mu, name)?)
+            let provider = provider(mu, name)?;
+            match &provider.kind {
+                ProviderKind::Password(_) => start_device_code(mu, req, provider),
+                ProviderKind::Oidc(oidc) => crate::oidc::start_device_code(mu, req, provider, oidc),
+            }
+        }
+        (["provider", name, "authorize"], &Method::GET | &Method::HEAD) => {
+            let provider = provider(mu, name)?;
+            match &provider.kind {
+                ProviderKind::Oidc(oidc) => crate::oidc::authorize_redirect(req, provider, oidc),
+                ProviderKind::Password(_) => Err(ApiError::NotFound("Not Found".into())),
+            }
+        }
+        (["provider", name, "code"], &Method::GET | &Method::HEAD) => {
+            let provider = provider(mu, name)?;
+            match &provider.kind {
+                ProviderKind::Oidc(oidc) => crate::oidc::auth_code(mu, req, provider, oidc),
+                ProviderKind::Password(_) => Err(ApiError::NotFound("Not Found".into())),
+            }
         }
         (["provider", name, "device_code"], &Method::GET | &Method::HEAD) => {
             let provider = provider(mu, name)?;
-            let code = req.params.get("code").unwrap_or("");
-            Ok(html(
-                StatusCode::OK,
-                &device_form(&provider.name, code, None),
-            ))
+            match &provider.kind {
+                ProviderKind::Password(_) => {
+                    let code = req.params.get("code").unwrap_or("");
+                    Ok(html(
+                        StatusCode::OK,
+                        &device_form(&provider.name, code, None),
+                    ))
+                }
+                ProviderKind::Oidc(_) => Ok(crate::oidc::device_code_form(req, provider)),
+            }
         }
         (["provider", name, "device_code"], &Method::POST) => {
-            approve_device_code(mu, req, provider(mu, name)?)
+            let provider = provider(mu, name)?;
+            match &provider.kind {
+                ProviderKind::Password(authenticator) => {
+                    approve_device_code(mu, req, provider, authenticator)
+                }
+                ProviderKind::Oidc(oidc) => {
+                    Ok(crate::oidc::approve_device_code(mu, req, provider, oidc))
+                }
+            }
         }
         (["principal"], &Method::GET) => {
             require_scope(access, "read:principals")?;
@@ -455,22 +536,27 @@ fn create_api_key(mu: &MultiUser, req: &Request, principal: Uuid) -> Result<Resp
     document(&req.headers, &info.to_json_with_secret(&secret))
 }
 
-/// A new session and its tokens for identity `(provider, id)` (creating
-/// the principal on first login; `tiled_admins` get the admin role).
-fn issue_tokens(
-    mu: &MultiUser,
-    req: &Request,
-    provider: &str,
-    id: &str,
-) -> Result<Response, ApiError> {
+/// A new session and its tokens (the token response's JSON) for identity
+/// `(provider, id)`, creating the principal on first login; `tiled_admins`
+/// get the admin role.
+pub(crate) fn new_tokens(mu: &MultiUser, provider: &str, id: &str) -> Result<Value, ApiError> {
     let admin = mu.admins.iter().any(|(p, i)| p == provider && i == id);
     let principal = mu.store.principal_for_identity(provider, id, admin)?;
     let session = mu
         .store
         .create_session(principal.uuid, mu.tokens.refresh_max_age)?;
     let identity = Identity::new(provider, id);
-    let tokens = mu.tokens.issue(&principal, &identity, &session)?;
-    document(&req.headers, &tokens)
+    Ok(mu.tokens.issue(&principal, &identity, &session)?)
+}
+
+/// [`new_tokens`] as the response.
+fn issue_tokens(
+    mu: &MultiUser,
+    req: &Request,
+    provider: &str,
+    id: &str,
+) -> Result<Response, ApiError> {
+    document(&req.headers, &new_tokens(mu, provider, id)?)
 }
 
 /// Check `username`/`password` with the provider, through the login
@@ -481,12 +567,13 @@ fn issue_tokens(
 fn check_password(
     mu: &MultiUser,
     provider: &Provider,
+    authenticator: &dyn PasswordAuthenticator,
     username: &str,
     password: &str,
     ip: &str,
 ) -> Result<Option<String>, ApiError> {
     mu.limiter.check(username, ip)?;
-    match provider.authenticator.authenticate(username, password) {
+    match authenticator.authenticate(username, password) {
         Some(id) => {
             mu.limiter.record_success(username, ip);
             Ok(Some(id))
@@ -500,17 +587,30 @@ fn check_password(
     }
 }
 
-fn form(req: &Request) -> std::collections::HashMap<String, String> {
+pub(crate) fn form(req: &Request) -> std::collections::HashMap<String, String> {
     form_urlencoded::parse(&req.body).into_owned().collect()
 }
 
 /// `POST /auth/provider/{p}/token` with a form: the OAuth2 password grant.
-fn login(mu: &MultiUser, req: &Request, provider: &Provider) -> Result<Response, ApiError> {
+fn login(
+    mu: &MultiUser,
+    req: &Request,
+    provider: &Provider,
+    authenticator: &Arc<dyn PasswordAuthenticator>,
+) -> Result<Response, ApiError> {
     let form = form(req);
     let username = form.get("username").map_or("", String::as_str);
     let password = form.get("password").map_or("", String::as_str);
     let ip = client_ip(&req.headers);
-    let Some(id) = check_password(mu, provider, username, password, &ip)? else {
+    let Some(id) = check_password(
+        mu,
+        provider,
+        authenticator.as_ref(),
+        username,
+        password,
+        &ip,
+    )?
+    else {
         return Err(ApiError::Unauthorized {
             detail: "Incorrect username or password".into(),
             challenge: false,
@@ -597,6 +697,7 @@ fn approve_device_code(
     mu: &MultiUser,
     req: &Request,
     provider: &Provider,
+    authenticator: &Arc<dyn PasswordAuthenticator>,
 ) -> Result<Response, ApiError> {
     let form = form(req);
     let user_code = form
@@ -623,7 +724,14 @@ fn approve_device_code(
             "Invalid user code. It may have been mistyped, or the pending request may have expired.",
         );
     }
-    let id = match check_password(mu, provider, username, password, &ip) {
+    let id = match check_password(
+        mu,
+        provider,
+        authenticator.as_ref(),
+        username,
+        password,
+        &ip,
+    ) {
         Ok(Some(id)) => id,
         Ok(None) => {
             return again(StatusCode::UNAUTHORIZED, "Incorrect username or password");
@@ -644,7 +752,7 @@ fn approve_device_code(
     ))
 }
 
-fn escape_html(text: &str) -> String {
+pub(crate) fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -660,7 +768,7 @@ fn escape_html(text: &str) -> String {
 }
 
 /// A small self-contained HTML page (`body` is trusted markup).
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -697,7 +805,7 @@ fn device_form(provider: &str, code: &str, message: Option<&str>) -> String {
 }
 
 /// An HTML response that may not be framed, cached or load anything.
-fn html(status: StatusCode, body: &str) -> Response {
+pub(crate) fn html(status: StatusCode, body: &str) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let headers = response.headers_mut();
     for (name, value) in [
@@ -774,6 +882,7 @@ mod tests {
             principal: Uuid::nil(),
             scopes: vec!["read:metadata".into()],
             api_key: None,
+            access_tags: None,
         }));
         let e = require_scope(&user, "read:principals").unwrap_err();
         assert_eq!(e.status(), StatusCode::FORBIDDEN);

@@ -221,7 +221,7 @@ pub fn create(
         },
         structure,
         mimetype,
-        access_tags: access_tags_for(req, b.access_tags.as_deref())?,
+        access_tags: crate::access::tags_for_new_node(&req.visibility, b.access_tags.as_deref())?,
     };
     // A missing parent is a 404 (as the route's other methods).
     resolve(&req.root, parent)?;
@@ -247,37 +247,6 @@ pub fn create(
     )
 }
 
-/// The tags of a new node under the access policy: the ones asked for
-/// (each must be one the caller holds), else the caller's own
-/// `user:{id}` tag; without a policy, what was asked (or none).
-fn access_tags_for(
-    req: &Request,
-    asked: Option<&[String]>,
-) -> Result<Option<Vec<String>>, ApiError> {
-    let crate::access::Visibility::Tags(held) = &req.visibility else {
-        return Ok(asked.map(<[String]>::to_vec).filter(|t| !t.is_empty()));
-    };
-    match asked {
-        Some(tags) if !tags.is_empty() => {
-            if let Some(t) = tags.iter().find(|t| !held.contains(t)) {
-                return Err(ApiError::Forbidden(format!(
-                    "Cannot apply tag to node: {t:?} is not one of your access tags"
-                )));
-            }
-            let mut tags = tags.to_vec();
-            tags.sort();
-            tags.dedup();
-            Ok(Some(tags))
-        }
-        _ => match held.iter().find(|t| t.starts_with("user:")) {
-            Some(own) => Ok(Some(vec![own.clone()])),
-            None => Err(ApiError::Forbidden(
-                "Cannot create a node: you hold no access tag to give it".into(),
-            )),
-        },
-    }
-}
-
 fn random_key() -> String {
     // Upstream's client sends a UUID4 when no key is given; do the same.
     let bytes: [u8; 16] = rand::random();
@@ -300,6 +269,8 @@ struct PatchBody {
     metadata: Option<Value>,
     #[serde(default)]
     specs: Option<Value>,
+    #[serde(default)]
+    access_tags: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -308,6 +279,8 @@ struct PutBody {
     metadata: Option<Value>,
     #[serde(default)]
     specs: Option<Value>,
+    #[serde(default)]
+    access_tags: Option<Value>,
 }
 
 fn apply_patch(kind: &str, current: Value, patch: Value) -> Result<Value, ApiError> {
@@ -347,9 +320,12 @@ pub fn update(
     let current_metadata = Value::Object((*node.metadata).clone());
     let current_specs =
         serde_json::to_value(&node.specs).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (metadata, specs) = if replace {
+    // Upstream applies tag patches to the sorted current list.
+    let mut current_tags = node.access_tags.to_vec();
+    current_tags.sort();
+    let (metadata, specs, tags) = if replace {
         let b: PutBody = body(req)?;
-        (b.metadata, b.specs)
+        (b.metadata, b.specs, b.access_tags)
     } else {
         let b: PatchBody = body(req)?;
         let metadata = match b.metadata {
@@ -364,7 +340,15 @@ pub fn update(
             }
             _ => None,
         };
-        (metadata, specs)
+        let tags = match b.access_tags {
+            Some(p) if !p.is_null() => Some(apply_patch(
+                &b.content_type,
+                Value::from(current_tags.clone()),
+                p,
+            )?),
+            _ => None,
+        };
+        (metadata, specs, tags)
     };
     let metadata = match metadata {
         Some(m) if !m.is_null() => metadata_object(m)?,
@@ -374,12 +358,47 @@ pub fn update(
         Some(s) if !s.is_null() => Some(parse_specs(&s)?),
         _ => None,
     };
+    let asked_tags = match tags {
+        Some(t) if !t.is_null() => Some(tag_list(t)?),
+        _ => None,
+    };
+    // Without an access policy upstream ignores tag edits and answers with
+    // the unchanged tags.
+    let new_tags = match &asked_tags {
+        Some(asked) => {
+            crate::access::tags_for_existing_node(&req.visibility, &current_tags, asked)?
+                .filter(|t| *t != current_tags)
+        }
+        None => None,
+    };
     let drop_revision = req.params.bool("drop_revision", false)?;
-    w.update_metadata(path, &metadata, specs.as_deref(), drop_revision)?;
-    document(
-        &req.headers,
-        &json!({"id": path.last().cloned().unwrap_or_default()}),
-    )
+    w.update_metadata(
+        path,
+        &metadata,
+        specs.as_deref(),
+        new_tags.as_deref(),
+        drop_revision,
+    )?;
+    let mut reply = json!({"id": path.last().cloned().unwrap_or_default()});
+    if asked_tags.is_some() {
+        reply["access_tags"] = Value::from(new_tags.unwrap_or(current_tags));
+    }
+    document(&req.headers, &reply)
+}
+
+/// A patched or given tag list: it must be a list of strings.
+fn tag_list(value: Value) -> Result<Vec<String>, ApiError> {
+    let bad = || ApiError::Unprocessable("access_tags patch must produce a list of strings".into());
+    let Value::Array(items) = value else {
+        return Err(bad());
+    };
+    items
+        .into_iter()
+        .map(|v| match v {
+            Value::String(s) => Ok(s),
+            _ => Err(bad()),
+        })
+        .collect()
 }
 
 /// `PUT /api/v1/array/full/{path}` and `PUT /api/v1/array/block/{path}?block=i,j`:
@@ -609,6 +628,8 @@ pub fn delete_revision(app: &App, req: &Request, path: &[String]) -> Result<Resp
         .ok_or_else(|| ApiError::Unprocessable("give the revision's number".into()))?;
     let number =
         i64::try_from(number).map_err(|_| ApiError::Unprocessable("number is too large".into()))?;
+    // A node the caller cannot see does not exist for them.
+    resolve(&req.root, path)?;
     w.delete_revision(path, number)?;
     document(&req.headers, &Value::Null)
 }
