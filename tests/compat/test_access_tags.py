@@ -326,3 +326,61 @@ def test_upstream_config_with_tags_in_the_catalog(tmp_path):
     r = subprocess.run([str(TILED_BIN), "admin", "compile-tags", str(tmp_path / "bad.yml"),
                         "--catalog", db], capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "tags.x.users[0]" in r.stderr, r.stderr
+
+
+def test_top_level_access_tags_guard_the_catalog_root(tmp_path):
+    """`top_level_access_tags` (upstream 0.2.20's catalog argument; the
+    0.2.16 spelling `top_level_access_blob: {tags: [...]}` too): the
+    root's tags decide who may create at the top."""
+    from tiled.client.utils import ClientError
+
+    (tmp_path / "tags.yml").write_text(TAGS)
+    for spelling in ["top_level_access_tags: [proposal]",
+                     "top_level_access_blob: {tags: [proposal]}"]:
+        d = tmp_path / uuid.uuid4().hex[:6]
+        d.mkdir()
+        config = d / "config.yml"
+        config.write_text(textwrap.dedent(f"""\
+            trees:
+              - path: /
+                tree: catalog
+                args:
+                  uri: sqlite:///{d}/catalog.db
+                  init_if_not_exists: true
+                  writable_storage: {d}/data
+                  {spelling}
+            authentication:
+              providers:
+                - provider: toy
+                  authenticator: tiled.authenticators:DictionaryAuthenticator
+                  args:
+                    users_to_passwords: {{alice: a, bob: b, dave: d}}
+              secret_keys: [{uuid.uuid4().hex}]
+            database:
+              uri: sqlite:///{d}/auth.db
+            access_control:
+              access_policy: tiled.access_control.access_policies:TagBasedAccessPolicy
+              args:
+                provider: toy
+                tag_config: {tmp_path}/tags.yml
+            """))
+        s = Server([], tree_args=["config", str(config)])
+        try:
+            alice, bob = login(s, "alice", "a"), login(s, "bob", "b")
+            # alice holds `proposal` as a writer: she creates at the top.
+            alice.write_array(np.arange(2), key="a1", access_tags=["proposal"])
+            # bob reads through `proposal`, but may not create there.
+            assert "a1" in bob
+            with pytest.raises(ClientError) as e:
+                bob.write_array(np.arange(2), key="b1")
+            assert e.value.response.status_code == 403
+            assert "create:node" in e.value.response.json()["detail"]
+            # dave holds nothing on the root: even listing it is refused.
+            tokens = httpx.post(f"{s.api}/auth/provider/toy/token",
+                                data={"username": "dave", "password": "d"}).json()
+            r = httpx.get(f"{s.api}/search/",
+                          headers={"Authorization": f"Bearer {tokens['access_token']}"})
+            assert r.status_code == 403, r.text
+            assert "read:metadata" in r.json()["detail"]
+        finally:
+            s.stop()

@@ -45,6 +45,9 @@ pub enum TreeKind {
         init: bool,
         writable_storage: Option<String>,
         readable_storage: Vec<PathBuf>,
+        /// The tags of the catalog's root (`top_level_access_tags`, or
+        /// upstream 0.2.16's `top_level_access_blob: {tags: [...]}`).
+        top_level_access_tags: Vec<String>,
     },
     /// The generated demo tree.
     Demo,
@@ -617,6 +620,17 @@ fn access_control(ac: &Value, base: &Path) -> Result<AccessConfig, ConfigError> 
     })
 }
 
+/// A list of strings.
+fn string_list(v: &Value, key: &str) -> Result<Vec<String>, ConfigError> {
+    let list = v
+        .as_array()
+        .ok_or_else(|| err(key, "expected a list of strings"))?;
+    list.iter()
+        .enumerate()
+        .map(|(i, t)| as_str(t, &format!("{key}[{i}]")).map(str::to_string))
+        .collect()
+}
+
 /// "300 MB", "1.5GB", "1000" → bytes.
 fn parse_size(text: &str) -> Option<u64> {
     let t = text.trim();
@@ -676,6 +690,7 @@ fn tree(t: &Value, key: &str, base: &Path) -> Result<TreeConfig, ConfigError> {
                     "readable_storage",
                     "init_if_not_exists",
                     "top_level_access_blob",
+                    "top_level_access_tags",
                     "echo",
                     "adapters_by_mimetype",
                     "mimetypes_by_file_ext",
@@ -691,11 +706,28 @@ fn tree(t: &Value, key: &str, base: &Path) -> Result<TreeConfig, ConfigError> {
                     ));
                 }
             }
-            if arg("top_level_access_blob").is_some() {
-                tracing::warn!(
-                    "config: {args_key}.top_level_access_blob has no effect without an access policy"
-                );
-            }
+            let top_level_access_tags =
+                match (arg("top_level_access_tags"), arg("top_level_access_blob")) {
+                    (Some(_), Some(_)) => {
+                        return Err(err(
+                            &format!("{args_key}.top_level_access_blob"),
+                            "give top_level_access_tags or top_level_access_blob, not both",
+                        ));
+                    }
+                    (Some(v), None) => {
+                        string_list(v, &format!("{args_key}.top_level_access_tags"))?
+                    }
+                    (None, Some(v)) => {
+                        let key = format!("{args_key}.top_level_access_blob");
+                        let blob = as_map(v, &key)?;
+                        check_keys(blob, &key, &["tags"])?;
+                        match blob.get("tags") {
+                            Some(t) => string_list(t, &format!("{key}.tags"))?,
+                            None => Vec::new(),
+                        }
+                    }
+                    (None, None) => Vec::new(),
+                };
             let uri = match arg("uri") {
                 Some(v) => Some(as_str(v, &format!("{args_key}.uri"))?.to_string()),
                 None if name == "tiled.catalog:in_memory" => None,
@@ -756,6 +788,7 @@ fn tree(t: &Value, key: &str, base: &Path) -> Result<TreeConfig, ConfigError> {
                 init,
                 writable_storage,
                 readable_storage,
+                top_level_access_tags,
             }
         }
         "demo" | "tiled.examples.generated:tree" => {
@@ -1079,6 +1112,7 @@ allow_origins: [https://example.org]
                     init: true,
                     writable_storage: Some("/etc/tiled/data".into()),
                     readable_storage: vec![PathBuf::from("/mnt/raw")],
+                    top_level_access_tags: Vec::new(),
                 },
             }]
         );

@@ -738,6 +738,7 @@ fn build_tree(
             init,
             writable_storage,
             readable_storage,
+            top_level_access_tags,
         } => {
             let args = CatalogArgs {
                 uri: uri.clone(),
@@ -748,7 +749,12 @@ fn build_tree(
                 writable_storage: writable_storage.clone(),
                 serve: no_serve_args(),
             };
-            let (root, writer) = open_catalog(&args)?;
+            let (mut root, writer) = open_catalog(&args)?;
+            // The root's tags decide who may use it (create at the top,
+            // above all) under an access policy.
+            root.access_tags = top_level_access_tags.clone();
+            root.access_tags.sort();
+            root.access_tags.dedup();
             Ok((root, Some(writer)))
         }
         config::TreeKind::Demo => Ok((tiled_demo::demo_tree(), None)),

@@ -437,7 +437,8 @@ fn view_readable(node: &Node, readable: &Arc<Vec<String>>) -> Node {
 }
 
 /// The node scopes the tags along `path` grant the caller: those of the
-/// deepest tagged node on it (`None`: no node on the path is tagged, or
+/// deepest tagged node on it, the root included (`None`: no node on the
+/// path is tagged, or
 /// no policy restricts this caller). Walks `root` as the caller sees it;
 /// stops where the path does not lead on (the route then answers 404).
 ///
@@ -451,7 +452,8 @@ pub fn scopes_on_path(
     let Visibility::Tags(caller) = visibility else {
         return Ok(None);
     };
-    let mut allowed = None;
+    // The root's own tags (a catalog's `top_level_access_tags`) count too.
+    let mut allowed = (!root.access_tags.is_empty()).then(|| caller.scopes_for(&root.access_tags));
     let mut node = root.clone();
     for key in path {
         let NodeData::Container(c) = &node.data else {
@@ -757,7 +759,10 @@ pub fn compile_tag_definitions(
             }
         }
         let users = direct.entry(tag.clone()).or_default();
-        for (i, (name, user)) in named_entries(def_value, "users", &at)?.into_iter().enumerate() {
+        for (i, (name, user)) in named_entries(def_value, "users", &at)?
+            .into_iter()
+            .enumerate()
+        {
             let at = format!("{at}.users[{i}]");
             let granted = match (user.get("scopes"), user.get("role")) {
                 (Some(_), Some(_)) => {
@@ -776,7 +781,10 @@ pub fn compile_tag_definitions(
             users.entry(name.to_string()).or_default().extend(granted);
         }
         let mut next = Vec::new();
-        for (i, (name, _)) in named_entries(def_value, "auto_tags", &at)?.into_iter().enumerate() {
+        for (i, (name, _)) in named_entries(def_value, "auto_tags", &at)?
+            .into_iter()
+            .enumerate()
+        {
             if !name.eq_ignore_ascii_case(PUBLIC_TAG) && !tags.contains_key(name) {
                 return Err(format!(
                     "{at}.auto_tags[{i}]: tag {name:?} does not have a definition"
