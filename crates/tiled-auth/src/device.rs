@@ -9,22 +9,24 @@
 //! provider/{p}/token`): pending → 400 `authorization_pending`, approved →
 //! tokens (once), unknown or expired → 404.
 //!
-//! State is in memory, per process: behind a load balancer, the
-//! authorize/approve/poll requests of one login must reach the same replica
-//! (sticky sessions), unlike everything in [`crate::AuthStore`]. Device
-//! codes are kept as SHA-256 digests, so a memory dump does not reveal
-//! live codes. Entries expire after 15 minutes; at most [`MAX_PENDING`] are
-//! kept.
+//! A server keeps the state in its authentication database
+//! ([`DeviceFlow::in_store`], table `auth_pending_sessions`), so replicas
+//! behind a load balancer share it: the authorize, approve and poll
+//! requests of one login may reach different replicas. [`DeviceFlow::new`]
+//! keeps it in memory instead (tests). Device codes are kept as SHA-256
+//! digests, so neither a database dump nor a memory dump reveals live codes.
+//! Entries expire after 15 minutes; at most [`MAX_PENDING`] are kept.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::AuthError;
 use crate::model::Identity;
+use crate::store::PendingState;
+use crate::{AuthError, AuthStore};
 
 /// How long a device code is valid (upstream: 15 minutes).
 pub const DEVICE_CODE_MAX_AGE: Duration = Duration::from_secs(15 * 60);
@@ -74,10 +76,13 @@ struct State {
     by_user: HashMap<String, String>,
 }
 
-/// Pending device-code authorizations, in memory.
+/// Pending device-code authorizations, in the authentication database or
+/// in memory.
 pub struct DeviceFlow {
     max_age: Duration,
     state: Mutex<State>,
+    /// Where the state lives when it is shared ([`DeviceFlow::in_store`]).
+    store: Option<Arc<AuthStore>>,
 }
 
 impl std::fmt::Debug for DeviceFlow {
@@ -109,7 +114,42 @@ impl DeviceFlow {
         DeviceFlow {
             max_age,
             state: Mutex::new(State::default()),
+            store: None,
         }
+    }
+
+    /// Authorizations kept in `store`, shared by every replica using it.
+    pub fn in_store(store: Arc<AuthStore>, max_age: Duration) -> Self {
+        DeviceFlow {
+            max_age,
+            state: Mutex::new(State::default()),
+            store: Some(store),
+        }
+    }
+
+    fn new_codes() -> ([u8; 32], String) {
+        let mut rng = rand::rng();
+        let mut device = [0u8; 32];
+        rng.fill_bytes(&mut device);
+        let mut b = [0u8; 4];
+        rng.fill_bytes(&mut b);
+        (device, hex::encode_upper(b))
+    }
+
+    fn authorization(&self, device: &[u8; 32], user_code: &str) -> DeviceAuthorization {
+        DeviceAuthorization {
+            device_code: hex::encode(device),
+            user_code: format!("{}-{}", &user_code[..4], &user_code[4..]),
+            expires_in: self.max_age.as_secs(),
+            interval: POLLING_INTERVAL,
+        }
+    }
+
+    fn invalid_user_code() -> AuthError {
+        AuthError::NotFound(
+            "Invalid user code. It may have been mistyped, or the pending request may have expired."
+                .into(),
+        )
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -136,6 +176,26 @@ impl DeviceFlow {
     /// [`AuthError::TooManyAttempts`] when [`MAX_PENDING`] authorizations
     /// are already pending.
     pub fn start(&self, provider: &str) -> Result<DeviceAuthorization, AuthError> {
+        if let Some(store) = &self.store {
+            let expires = chrono::Utc::now()
+                + chrono::TimeDelta::from_std(self.max_age)
+                    .map_err(|e| AuthError::Internal(e.to_string()))?;
+            // User codes are short: draw again on a collision.
+            for _ in 0..16 {
+                let (device, user_code) = Self::new_codes();
+                if store.pending_insert(
+                    &digest_hex(&device),
+                    &user_code,
+                    provider,
+                    expires,
+                    MAX_PENDING,
+                    POLLING_INTERVAL,
+                )? {
+                    return Ok(self.authorization(&device, &user_code));
+                }
+            }
+            return Err(AuthError::Internal("no free user code".into()));
+        }
         let now = Instant::now();
         let mut state = self.lock();
         Self::purge(&mut state, now);
@@ -144,16 +204,11 @@ impl DeviceFlow {
                 retry_after_secs: POLLING_INTERVAL,
             });
         }
-        let mut rng = rand::rng();
-        let mut device = [0u8; 32];
-        rng.fill_bytes(&mut device);
         // A fresh user code (they are short: retry on a collision).
-        let user_code = loop {
-            let mut b = [0u8; 4];
-            rng.fill_bytes(&mut b);
-            let code = hex::encode_upper(b);
+        let (device, user_code) = loop {
+            let (device, code) = Self::new_codes();
             if !state.by_user.contains_key(&code) {
-                break code;
+                break (device, code);
             }
         };
         let digest = digest_hex(&device);
@@ -167,17 +222,20 @@ impl DeviceFlow {
                 approved: None,
             },
         );
-        Ok(DeviceAuthorization {
-            device_code: hex::encode(device),
-            user_code: format!("{}-{}", &user_code[..4], &user_code[4..]),
-            expires_in: self.max_age.as_secs(),
-            interval: POLLING_INTERVAL,
-        })
+        Ok(self.authorization(&device, &user_code))
     }
 
     /// The provider a pending user code was started with (to check it
     /// against the route that approves it).
     pub fn provider_of(&self, user_code: &str) -> Option<String> {
+        if let Some(store) = &self.store {
+            return store
+                .pending_provider(&normalize_user_code(user_code))
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read pending device-code logins");
+                    None
+                });
+        }
         let now = Instant::now();
         let state = self.lock();
         let digest = state.by_user.get(&normalize_user_code(user_code))?;
@@ -195,12 +253,13 @@ impl DeviceFlow {
     /// [`AuthError::NotFound`] for an unknown, expired or already approved
     /// user code.
     pub fn approve(&self, user_code: &str, id: &str) -> Result<Identity, AuthError> {
-        let invalid = || {
-            AuthError::NotFound(
-                "Invalid user code. It may have been mistyped, or the pending request may have expired."
-                    .into(),
-            )
-        };
+        let invalid = Self::invalid_user_code;
+        if let Some(store) = &self.store {
+            return match store.pending_approve(&normalize_user_code(user_code), id)? {
+                Some(provider) => Ok(Identity::new(provider, id)),
+                None => Err(invalid()),
+            };
+        }
         let now = Instant::now();
         let mut state = self.lock();
         let digest = state
@@ -224,6 +283,19 @@ impl DeviceFlow {
             return DevicePoll::Unknown;
         };
         let digest = digest_hex(&bytes);
+        if let Some(store) = &self.store {
+            return match store.pending_take(&digest) {
+                Ok(PendingState::Pending) => DevicePoll::Pending,
+                Ok(PendingState::Approved(who)) => DevicePoll::Approved(who),
+                Ok(PendingState::Expired) => DevicePoll::Expired,
+                Ok(PendingState::Unknown) => DevicePoll::Unknown,
+                Err(e) => {
+                    // The client keeps polling; a later poll may succeed.
+                    tracing::warn!(error = %e, "cannot read pending device-code logins");
+                    DevicePoll::Pending
+                }
+            };
+        }
         let now = Instant::now();
         let mut state = self.lock();
         let Some(pending) = state.by_device.get(&digest) else {
@@ -250,6 +322,9 @@ impl DeviceFlow {
     /// How many authorizations are pending (expired ones included until
     /// purged).
     pub fn pending(&self) -> usize {
-        self.lock().by_device.len()
+        match &self.store {
+            Some(store) => store.pending_count().unwrap_or(0),
+            None => self.lock().by_device.len(),
+        }
     }
 }

@@ -51,7 +51,7 @@ pub use authenticators::{
     DictionaryAuthenticator, PasswordAuthenticator, UsersFileAuthenticator, hash_password,
     verify_password,
 };
-pub use device::{DeviceAuthorization, DeviceFlow, DevicePoll};
+pub use device::{DEVICE_CODE_MAX_AGE, DeviceAuthorization, DeviceFlow, DevicePoll};
 pub use error::AuthError;
 pub use limiter::LoginLimiter;
 pub use model::{

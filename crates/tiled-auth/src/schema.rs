@@ -27,7 +27,10 @@
 //! `auth_schema_version`. On PostgreSQL it first takes an advisory lock, so
 //! replicas starting together migrate once. New versions are appended to the
 //! list (never edit a released one):
-//! - 1: the initial schema and the default roles.
+//! - 1: the initial schema and the default roles;
+//! - 2: `auth_pending_sessions`: device-code logins under way (the SHA-256
+//!   of the device code, the user code, the provider, the expiry, and the
+//!   identity id once approved), shared by every replica.
 
 use tiled_catalog::db::{Connection, Dialect, Param, Pool};
 
@@ -35,7 +38,7 @@ use crate::AuthError;
 use crate::model::{ADMIN_SCOPES, USER_SCOPES, format_time};
 
 /// The newest schema version this build knows.
-pub const LATEST: i64 = 1;
+pub const LATEST: i64 = 2;
 
 /// The key of the PostgreSQL advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x7469_6c65_6461_7574; // "tiledaut"
@@ -95,6 +98,18 @@ CREATE TABLE auth_sessions (
 CREATE INDEX auth_sessions_principal ON auth_sessions (principal);
 "#;
 
+/// Migration 2: pending device-code logins.
+const V2: &str = r#"
+CREATE TABLE auth_pending_sessions (
+    device_code_hash TEXT PRIMARY KEY,
+    user_code TEXT NOT NULL UNIQUE,
+    provider TEXT NOT NULL,
+    expiration_time TEXT NOT NULL,
+    approved_id TEXT
+);
+CREATE INDEX auth_pending_sessions_expiration ON auth_pending_sessions (expiration_time);
+"#;
+
 fn migration(dialect: Dialect, v: i64) -> Option<String> {
     let id = match dialect {
         Dialect::Sqlite => "INTEGER PRIMARY KEY",
@@ -102,6 +117,7 @@ fn migration(dialect: Dialect, v: i64) -> Option<String> {
     };
     match v {
         1 => Some(V1.replace("{ID}", id)),
+        2 => Some(V2.to_string()),
         _ => None,
     }
 }

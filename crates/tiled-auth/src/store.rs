@@ -950,6 +950,166 @@ impl AuthStore {
         })
     }
 
+    // -------------------------------------------------- device-code logins
+
+    /// Record a pending device-code login (the device code's SHA-256 hex,
+    /// the normalized user code). Expired ones are purged first. `Ok(false)`
+    /// if the user code is taken (the caller draws another).
+    ///
+    /// # Errors
+    /// [`AuthError::TooManyAttempts`] when `max` logins are pending;
+    /// database errors.
+    pub(crate) fn pending_insert(
+        &self,
+        digest: &str,
+        user_code: &str,
+        provider: &str,
+        expires: DateTime<Utc>,
+        max: usize,
+        retry_after_secs: u64,
+    ) -> Result<bool, AuthError> {
+        self.write(|db| {
+            db.exec(
+                "DELETE FROM auth_pending_sessions WHERE expiration_time <= $1",
+                &[time_param(now())],
+            )?;
+            let count = db
+                .rows("SELECT count(*) FROM auth_pending_sessions", &[])?
+                .first()
+                .map(|r| r.int(0))
+                .transpose()?
+                .unwrap_or(0);
+            if usize::try_from(count).unwrap_or(usize::MAX) >= max {
+                return Err(AuthError::TooManyAttempts { retry_after_secs });
+            }
+            let taken = !db
+                .rows(
+                    "SELECT 1 FROM auth_pending_sessions WHERE user_code = $1",
+                    &[Param::Text(user_code.into())],
+                )?
+                .is_empty();
+            if taken {
+                return Ok(false);
+            }
+            db.exec(
+                "INSERT INTO auth_pending_sessions \
+                 (device_code_hash, user_code, provider, expiration_time) VALUES ($1, $2, $3, $4)",
+                &[
+                    Param::Text(digest.into()),
+                    Param::Text(user_code.into()),
+                    Param::Text(provider.into()),
+                    time_param(expires),
+                ],
+            )?;
+            Ok(true)
+        })
+    }
+
+    /// The provider of a live pending login by (normalized) user code.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub(crate) fn pending_provider(&self, user_code: &str) -> Result<Option<String>, AuthError> {
+        self.read(|db| {
+            db.rows(
+                "SELECT provider FROM auth_pending_sessions WHERE user_code = $1 \
+                 AND expiration_time > $2",
+                &[Param::Text(user_code.into()), time_param(now())],
+            )?
+            .first()
+            .map(|r| r.text(0).map(str::to_string))
+            .transpose()
+            .map_err(Into::into)
+        })
+    }
+
+    /// Approve a live, not yet approved pending login as `id`; returns its
+    /// provider, or `None` if there is no such login.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub(crate) fn pending_approve(
+        &self,
+        user_code: &str,
+        id: &str,
+    ) -> Result<Option<String>, AuthError> {
+        self.write(|db| {
+            let n = db.exec(
+                "UPDATE auth_pending_sessions SET approved_id = $1 WHERE user_code = $2 \
+                 AND expiration_time > $3 AND approved_id IS NULL",
+                &[
+                    Param::Text(id.into()),
+                    Param::Text(user_code.into()),
+                    time_param(now()),
+                ],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            db.rows(
+                "SELECT provider FROM auth_pending_sessions WHERE user_code = $1",
+                &[Param::Text(user_code.into())],
+            )?
+            .first()
+            .map(|r| r.text(0).map(str::to_string))
+            .transpose()
+            .map_err(Into::into)
+        })
+    }
+
+    /// Where the pending login with this device-code digest stands. An
+    /// approved or expired one is deleted in the same transaction, so an
+    /// approval is handed out once, whichever replica is polled.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub(crate) fn pending_take(&self, digest: &str) -> Result<PendingState, AuthError> {
+        self.write(|db| {
+            let rows = db.rows(
+                "SELECT provider, expiration_time, approved_id FROM auth_pending_sessions \
+                 WHERE device_code_hash = $1",
+                &[Param::Text(digest.into())],
+            )?;
+            let Some(row) = rows.first() else {
+                return Ok(PendingState::Unknown);
+            };
+            let expired = parse_time(row.text(1)?)? <= now();
+            let approved = row.opt_text(2)?.map(str::to_string);
+            let provider = row.text(0)?.to_string();
+            if !expired && approved.is_none() {
+                return Ok(PendingState::Pending);
+            }
+            let n = db.exec(
+                "DELETE FROM auth_pending_sessions WHERE device_code_hash = $1",
+                &[Param::Text(digest.into())],
+            )?;
+            Ok(match (expired, approved) {
+                // Another poll took it first.
+                _ if n == 0 => PendingState::Unknown,
+                (true, _) => PendingState::Expired,
+                (false, Some(id)) => PendingState::Approved(Identity::new(provider, id)),
+                (false, None) => PendingState::Pending,
+            })
+        })
+    }
+
+    /// How many device-code logins are recorded (expired ones included
+    /// until purged).
+    ///
+    /// # Errors
+    /// Database errors.
+    pub(crate) fn pending_count(&self) -> Result<usize, AuthError> {
+        self.read(|db| {
+            let n = db
+                .rows("SELECT count(*) FROM auth_pending_sessions", &[])?
+                .first()
+                .map(|r| r.int(0))
+                .transpose()?
+                .unwrap_or(0);
+            Ok(usize::try_from(n).unwrap_or(0))
+        })
+    }
+
     /// Delete expired API keys and expired or revoked sessions of every
     /// principal; returns how many rows went.
     ///
@@ -969,6 +1129,16 @@ impl AuthStore {
             Ok(keys + sessions)
         })
     }
+}
+
+/// Where a pending device-code login stands (see
+/// [`AuthStore::pending_take`]).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum PendingState {
+    Pending,
+    Approved(Identity),
+    Expired,
+    Unknown,
 }
 
 /// The scopes a request made with `key` has (upstream's rule): the key's

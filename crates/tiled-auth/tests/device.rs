@@ -71,3 +71,55 @@ fn expiry() {
     assert_eq!(flow.pending(), 1);
     assert_eq!(flow.poll(&b.device_code), DevicePoll::Unknown);
 }
+
+/// Two replicas (two flows on one authentication database): a login
+/// started on one is approved on another and polled on a third, and the
+/// approval is handed out once.
+#[test]
+fn replicas_share_pending_logins_through_the_store() {
+    use std::sync::Arc;
+    use tiled_auth::AuthStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let uri = tiled_auth::CatalogUri::parse(&format!(
+        "sqlite:///{}",
+        dir.path().join("auth.db").display()
+    ))
+    .unwrap();
+    let replica = || {
+        DeviceFlow::in_store(
+            Arc::new(AuthStore::open(&uri, true).unwrap()),
+            Duration::from_secs(900),
+        )
+    };
+    let (a, b, c) = (replica(), replica(), replica());
+    let started = a.start("orcid").unwrap();
+    assert_eq!(b.provider_of(&started.user_code).as_deref(), Some("orcid"));
+    assert_eq!(c.poll(&started.device_code), DevicePoll::Pending);
+    let who = b
+        .approve(&started.user_code.to_ascii_lowercase(), "0000-0001")
+        .unwrap();
+    assert_eq!(who, Identity::new("orcid", "0000-0001"));
+    assert!(matches!(
+        a.approve(&started.user_code, "someone-else"),
+        Err(AuthError::NotFound(_))
+    ));
+    assert_eq!(c.poll(&started.device_code), DevicePoll::Approved(who));
+    assert_eq!(
+        a.poll(&started.device_code),
+        DevicePoll::Unknown,
+        "used once"
+    );
+    assert_eq!(a.pending(), 0);
+    // Expiry, through the store.
+    let short = DeviceFlow::in_store(
+        Arc::new(AuthStore::open(&uri, true).unwrap()),
+        Duration::from_millis(100),
+    );
+    let s = short.start("p").unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(short.provider_of(&s.user_code).is_none());
+    assert!(short.approve(&s.user_code, "x").is_err());
+    assert_eq!(short.poll(&s.device_code), DevicePoll::Expired);
+    assert_eq!(short.poll(&s.device_code), DevicePoll::Unknown);
+}

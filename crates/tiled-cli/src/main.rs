@@ -365,9 +365,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Login(args) => login::login(args).await,
         Command::Logout(args) => login::logout(args).await,
         Command::ApiKey { what } => login::api_key(what).await,
-        Command::Admin { what } => tokio::task::spawn_blocking(move || login::admin(what))
-            .await
-            .map_err(|e| e.to_string())?,
+        Command::Admin { what } => login::admin(what).await,
         Command::Register(args) => tokio::task::spawn_blocking(move || register(&args))
             .await
             .map_err(|e| e.to_string())?,
@@ -954,13 +952,14 @@ fn build_multi_user(
         tokens.refresh_max_age = secs(s);
     }
     tokens.session_max_age = cfg.session_max_age.map(secs);
+    let store = Arc::new(store);
     Ok(Arc::new(MultiUser {
+        device: tiled_auth::DeviceFlow::in_store(store.clone(), tiled_auth::DEVICE_CODE_MAX_AGE),
         store,
         tokens,
         providers,
         admins: cfg.admins.clone(),
         limiter: tiled_auth::LoginLimiter::default(),
-        device: Default::default(),
         policy: cfg
             .access
             .clone()

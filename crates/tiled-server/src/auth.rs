@@ -35,6 +35,12 @@ pub struct Caller {
     /// The access tags the API key used is restricted to (`None`: not
     /// restricted, or no key).
     pub access_tags: Option<Vec<String>>,
+    /// The principal's identities as `(provider, id)` (from the token's
+    /// claims, or the principal an API key belongs to), so the access
+    /// policy names the caller without another database query.
+    pub identities: Vec<(String, String)>,
+    /// Whether the principal is a service.
+    pub service: bool,
 }
 
 /// What a caller may do.

@@ -74,13 +74,14 @@ impl Provider {
 pub struct MultiUser {
     /// Tag-based access control (`access_control` in the config).
     pub policy: Option<crate::access::TagPolicy>,
-    pub store: AuthStore,
+    pub store: Arc<AuthStore>,
     pub tokens: TokenIssuer,
     pub providers: Vec<Provider>,
     /// `(provider, id)` of the identities that get the admin role.
     pub admins: Vec<(String, String)>,
     pub limiter: LoginLimiter,
-    /// Pending device-code logins (terminals; in memory, per process).
+    /// Pending device-code logins (terminals), normally kept in `store`
+    /// so that every replica sees them.
     pub device: DeviceFlow,
 }
 
@@ -114,23 +115,23 @@ impl From<AuthError> for ApiError {
 
 impl MultiUser {
     /// The caller's name at the access policy's provider, and whether it
-    /// is a service (named by its uuid).
+    /// is a service (named by its uuid). Read from the credentials, not the
+    /// database.
     pub fn identity_for_policy(&self, access: &Access) -> Option<(String, bool)> {
         let (Access::User(c), Some(policy)) = (access, &self.policy) else {
             return None;
         };
-        let principal = self.store.principal(c.principal).ok()??;
-        let id = principal
+        let id = c
             .identities
             .iter()
-            .find(|i| i.provider == policy.provider)
-            .map(|i| i.id.clone());
-        match (id, principal.principal_type) {
+            .find(|(provider, _)| *provider == policy.provider)
+            .map(|(_, id)| id.clone());
+        match (id, c.service) {
             (Some(id), _) => Some((id, false)),
-            (None, tiled_auth::PrincipalType::Service) => Some((c.principal.to_string(), true)),
+            (None, true) => Some((c.principal.to_string(), true)),
             // A user with no identity at the policy's provider holds only
             // the public tags.
-            (None, tiled_auth::PrincipalType::User) => None,
+            (None, false) => None,
         }
     }
 
@@ -145,6 +146,12 @@ impl MultiUser {
             scopes,
             api_key: Some(key.first_eight.clone()),
             access_tags: key.access_tags.clone(),
+            identities: principal
+                .identities
+                .iter()
+                .map(|i| (i.provider.clone(), i.id.clone()))
+                .collect(),
+            service: principal.principal_type == tiled_auth::PrincipalType::Service,
         })))
     }
 
@@ -160,6 +167,12 @@ impl MultiUser {
             scopes: claims.scp.clone(),
             api_key: None,
             access_tags: None,
+            identities: claims
+                .ids
+                .iter()
+                .map(|i| (i.idp.clone(), i.id.clone()))
+                .collect(),
+            service: claims.sub_typ == "service",
         })))
     }
 
@@ -883,6 +896,8 @@ mod tests {
             scopes: vec!["read:metadata".into()],
             api_key: None,
             access_tags: None,
+            identities: Vec::new(),
+            service: false,
         }));
         let e = require_scope(&user, "read:principals").unwrap_err();
         assert_eq!(e.status(), StatusCode::FORBIDDEN);

@@ -164,7 +164,7 @@ fn full_app_with(allow_anonymous: bool) -> (Router, String, String) {
     );
     let mu = MultiUser {
         policy: None,
-        store,
+        store: Arc::new(store),
         tokens: tiled_auth::TokenIssuer::new(vec![tiled_auth::TokenIssuer::random_key()])
             .expect("tokens"),
         providers: vec![
