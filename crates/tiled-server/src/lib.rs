@@ -419,10 +419,14 @@ async fn route(
     if !rest.starts_with('/') {
         return Err(ApiError::NotFound("Not Found".into()));
     }
+    // An encoded slash separates segments too, as upstream (Starlette
+    // decodes the path before routing): no key holds a slash, and Swagger
+    // UI sends a `{path}` of several keys that way.
     let segments: Vec<String> = rest
         .split('/')
-        .filter(|s| !s.is_empty())
         .map(decode_segment)
+        .flat_map(|s| s.split('/').map(str::to_string).collect::<Vec<_>>())
+        .filter(|s| !s.is_empty())
         .collect();
     let req = Request {
         method,

@@ -124,6 +124,10 @@ async fn metadata_shapes_and_odd_paths() {
         "/api/v1/metadata/nested/images/tiny_image",
         "/api/v1/metadata//nested//images/tiny_image/",
         "/api/v1/metadata/nested/images/tiny_image//",
+        // An encoded slash separates segments too (as upstream; Swagger UI
+        // sends paths that way).
+        "/api/v1/metadata/nested%2Fimages%2Ftiny_image",
+        "/api/v1/metadata/nested%2fimages/tiny_image",
     ] {
         let r = get(&a, uri).await;
         assert_eq!(r.status, 200, "{uri}");
