@@ -66,6 +66,7 @@ def tree(server):
         # (even an admin's), so the array names the run's tag too.
         c.write_array(np.arange(4), key="data", metadata={"kind": "data"}, access_tags=tags)
         c.write_array(np.arange(2), key="carols", metadata={"kind": "data"})
+        c.write_table({"x": [1, 2, 3]}, key="table", access_tags=tags)
     alice = login(server, "alice", "a")
     alice.create_container("mine", metadata={"kind": "run", "tag": "own"})
     return {"carol": carol, "alice": alice, "bob": login(server, "bob", "b")}
@@ -91,8 +92,9 @@ def test_each_user_sees_their_tags(server, tree):
     # bob reads the shared array inside a shared run, but not the one carol
     # made there without tags (it carries her own tag).
     np.testing.assert_array_equal(tree["bob"]["sh"]["data"].read(), np.arange(4))
-    assert set(tree["bob"]["sh"]) == {"data"}
-    assert set(tree["carol"]["sh"]) == {"data", "carols"}
+    assert set(tree["bob"]["sh"]) == {"data", "table"}
+    assert set(tree["carol"]["sh"]) == {"data", "carols", "table"}
+    assert tree["bob"]["sh"]["table"].read()["x"].tolist() == [1, 2, 3]
 
 
 def test_hidden_nodes_are_404_on_every_route(server, tree):
@@ -100,7 +102,9 @@ def test_hidden_nodes_are_404_on_every_route(server, tree):
     api = server.api
     for url in [f"{api}/metadata/b1", f"{api}/metadata/b1/data", f"{api}/search/b1",
                 f"{api}/array/full/b1/data", f"{api}/array/block/b1/data?block=0",
-                f"{api}/container/full/b1", f"{api}/distinct/b1", f"{api}/metadata/mine"]:
+                f"{api}/container/full/b1", f"{api}/distinct/b1", f"{api}/metadata/mine",
+                f"{api}/table/full/b1/table", f"{api}/table/partition/b1/table?partition=0",
+                f"{api}/revisions/b1/data"]:
         r = bob.get(url)
         missing = bob.get(url.replace("b1", "nope").replace("mine", "nope"))
         assert r.status_code == 404 == missing.status_code, (url, r.text)
@@ -116,6 +120,11 @@ def test_hidden_nodes_are_404_on_every_route(server, tree):
     assert r.status_code == 404, r.text
     r = bob.delete(f"{api}/metadata/b1", params={"recursive": True, "external_only": False})
     assert r.status_code == 404, r.text
+    # The upstream client's own calls see a missing node.
+    with pytest.raises(KeyError):
+        tree["bob"]["b1"]
+    with pytest.raises(KeyError):
+        tree["bob"]["sh"]["carols"]
     assert "b1" in tree["alice"]
 
 

@@ -193,7 +193,10 @@ fn found(location: &str) -> Result<Response, ApiError> {
             .parse()
             .map_err(|_| ApiError::Internal(format!("bad redirect location {location:?}")))?,
     );
-    headers.insert(header::CACHE_CONTROL, "no-store".parse().expect("static"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
     Ok(response)
 }
 
@@ -240,9 +243,10 @@ pub(crate) fn authorize_redirect(
     }
     let location = with_query(&d.authorization_endpoint, &params);
     let mut response = axum::response::Redirect::temporary(&location).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, "no-store".parse().expect("static"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
     Ok(response)
 }
 
