@@ -251,7 +251,8 @@ impl AuthStore {
             if found < schema::LATEST {
                 return Err(AuthError::Database(format!(
                     "the authentication database's schema is version {found}, not {}; \
-                     initialize or upgrade it",
+                     run `tiled admin upgrade-database URI` (or set \
+                     database.init_if_not_exists: true)",
                     schema::LATEST
                 )));
             }
