@@ -258,3 +258,24 @@ def password_login(server, username, password, provider_index=0):
                             provider.provider, username, password)
     context.configure_auth(tokens, remember_me=True)
     return from_context(context)
+
+
+def run_concurrently(work, n=8):
+    """Run `work(w)` for w in 0..n on n threads at once; fail with the
+    exceptions any of them raised."""
+    import threading
+
+    errors = []
+
+    def run(w):
+        try:
+            work(w)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

@@ -4,9 +4,9 @@ tag, retagging nodes through `update_metadata(access_tags=...)` under
 upstream's rules, API keys restricted to tags, and a tag file edited while
 the server runs."""
 
+import json
 import os
 import tempfile
-import textwrap
 import time
 import uuid
 
@@ -48,37 +48,43 @@ tag_owners:
 """
 
 
+def policy_server(d, tags_source, users=("alice", "bob", "dave"), catalog_args=None,
+                  authentication=None, init=True):
+    """`tiled serve config` in `d`: one catalog at / (with `catalog_args`),
+    DictionaryAuthenticator users of provider `toy` (each password is the
+    name's first letter), and the tag policy with `tags_source` (its tag
+    definitions' args). The config is written as JSON, which is YAML."""
+    catalog = {"uri": f"sqlite:///{d}/catalog.db", "writable_storage": f"{d}/data",
+               **({"init_if_not_exists": True} if init else {}), **(catalog_args or {})}
+    config = {
+        "trees": [{"path": "/", "tree": "catalog", "args": catalog}],
+        "authentication": {
+            "providers": [{
+                "provider": "toy",
+                "authenticator": "tiled.authenticators:DictionaryAuthenticator",
+                "args": {"users_to_passwords": {u: u[0] for u in users}},
+            }],
+            "secret_keys": [uuid.uuid4().hex],
+            **(authentication or {}),
+        },
+        "database": {"uri": f"sqlite:///{d}/auth.db"},
+        "access_control": {
+            "access_policy": "tiled.access_control.access_policies:TagBasedAccessPolicy",
+            "args": {"provider": "toy", **tags_source},
+        },
+    }
+    (d / "config.yml").write_text(json.dumps(config))
+    return Server([], tree_args=["config", str(d / "config.yml")])
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     d = tmp_path_factory.mktemp("tags")
     (d / "tags.yml").write_text(TAGS)
-    config = d / "config.yml"
-    config.write_text(textwrap.dedent(f"""\
-        trees:
-          - path: /
-            tree: catalog
-            args:
-              uri: sqlite:///{d}/catalog.db
-              init_if_not_exists: true
-              writable_storage: {d}/data
-        authentication:
-          providers:
-            - provider: toy
-              authenticator: tiled.authenticators:DictionaryAuthenticator
-              args:
-                users_to_passwords: {{alice: a, bob: b, carol: c, dave: d, erin: e}}
-          tiled_admins: [{{provider: toy, id: carol}}]
-          secret_keys: [{uuid.uuid4().hex}]
-          allow_anonymous_access: true
-        database:
-          uri: sqlite:///{d}/auth.db
-        access_control:
-          access_policy: tiled.access_control.access_policies:TagBasedAccessPolicy
-          args:
-            provider: toy
-            tag_config: tags.yml
-        """))
-    s = Server([], tree_args=["config", str(config)])
+    s = policy_server(d, {"tag_config": "tags.yml"},
+                      users=("alice", "bob", "carol", "dave", "erin"),
+                      authentication={"tiled_admins": [{"provider": "toy", "id": "carol"}],
+                                      "allow_anonymous_access": True})
     s.tags_file = d / "tags.yml"
     yield s
     s.stop()
@@ -279,30 +285,10 @@ def test_upstream_config_with_tags_in_the_catalog(tmp_path):
 
     tiled("catalog", "init", db)
     assert "compiled" in tiled("admin", "compile-tags", str(tmp_path / "tags.yml"), "--catalog", db)
-    config = tmp_path / "config.yml"
-    config.write_text(textwrap.dedent(f"""\
-        trees:
-          - path: /
-            tree: catalog
-            args:
-              uri: {db}
-              writable_storage: {tmp_path}/data
-        authentication:
-          providers:
-            - provider: toy
-              authenticator: tiled.authenticators:DictionaryAuthenticator
-              args:
-                users_to_passwords: {{alice: a, bob: b, dave: d}}
-          secret_keys: [{uuid.uuid4().hex}]
-        database:
-          uri: sqlite:///{tmp_path}/auth.db
-        access_control:
-          access_policy: tiled.access_control.access_policies:TagBasedAccessPolicy
-          args:
-            provider: toy
-            access_tags_parser: tiled.access_control.access_tags:AccessTagsParser
-        """))
-    s = Server([], tree_args=["config", str(config)])
+    s = policy_server(
+        tmp_path,
+        {"access_tags_parser": "tiled.access_control.access_tags:AccessTagsParser"},
+        init=False)
     try:
         alice, bob, dave = (login(s, n, n[0]) for n in ["alice", "bob", "dave"])
         alice.write_array(np.arange(3), key="p", access_tags=["proposal"])
@@ -335,36 +321,11 @@ def test_top_level_access_tags_guard_the_catalog_root(tmp_path):
     from tiled.client.utils import ClientError
 
     (tmp_path / "tags.yml").write_text(TAGS)
-    for spelling in ["top_level_access_tags: [proposal]",
-                     "top_level_access_blob: {tags: [proposal]}"]:
+    for spelling in [{"top_level_access_tags": ["proposal"]},
+                     {"top_level_access_blob": {"tags": ["proposal"]}}]:
         d = tmp_path / uuid.uuid4().hex[:6]
         d.mkdir()
-        config = d / "config.yml"
-        config.write_text(textwrap.dedent(f"""\
-            trees:
-              - path: /
-                tree: catalog
-                args:
-                  uri: sqlite:///{d}/catalog.db
-                  init_if_not_exists: true
-                  writable_storage: {d}/data
-                  {spelling}
-            authentication:
-              providers:
-                - provider: toy
-                  authenticator: tiled.authenticators:DictionaryAuthenticator
-                  args:
-                    users_to_passwords: {{alice: a, bob: b, dave: d}}
-              secret_keys: [{uuid.uuid4().hex}]
-            database:
-              uri: sqlite:///{d}/auth.db
-            access_control:
-              access_policy: tiled.access_control.access_policies:TagBasedAccessPolicy
-              args:
-                provider: toy
-                tag_config: {tmp_path}/tags.yml
-            """))
-        s = Server([], tree_args=["config", str(config)])
+        s = policy_server(d, {"tag_config": f"{tmp_path}/tags.yml"}, catalog_args=spelling)
         try:
             alice, bob = login(s, "alice", "a"), login(s, "bob", "b")
             # alice holds `proposal` as a writer: she creates at the top.

@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import API_KEY
+from conftest import API_KEY, run_concurrently
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("TILED_COMPAT_TREE", "demo") not in ("catalog", "postgres"),
@@ -346,8 +346,6 @@ def test_every_dtype_round_trips(writer, arr):
 def test_concurrent_writers_never_interleave(writer):
     """8 threads overwrite the same array (whole, and block by block) at
     once: the result is always one writer's array, never a mix."""
-    import threading
-
     key = fresh_key()
     shape = (64, 64)
     x = writer.write_array(np.zeros(shape), key=key)
@@ -355,21 +353,11 @@ def test_concurrent_writers_never_interleave(writer):
     from tiled.structures.core import StructureFamily
     from tiled.structures.data_source import DataSource
 
-    errors = []
-
     def whole(w):
-        try:
-            for i in range(5):
-                x.write(np.full(shape, float(w * 100 + i)))
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for i in range(5):
+            x.write(np.full(shape, float(w * 100 + i)))
 
-    threads = [threading.Thread(target=whole, args=(w,)) for w in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_concurrently(whole)
     got = writer[key].read()
     assert len(np.unique(got)) == 1, np.unique(got)
 
@@ -385,18 +373,10 @@ def test_concurrent_writers_never_interleave(writer):
     )
 
     def blocks(w):
-        try:
-            for b in [(0, 0), (0, 1), (1, 0), (1, 1)] * 3:
-                y.write_block(np.full((2, 2), w + 1, dtype="int32"), block=b)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for b in [(0, 0), (0, 1), (1, 0), (1, 1)] * 3:
+            y.write_block(np.full((2, 2), w + 1, dtype="int32"), block=b)
 
-    threads = [threading.Thread(target=blocks, args=(w,)) for w in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_concurrently(blocks)
     got = writer[key].read()
     for i in (0, 2):
         for j in (0, 2):

@@ -5,7 +5,6 @@ threads at once), `write_partition` replacing a partition; values read back
 exactly, and bodies that do not match the table are refused."""
 
 import os
-import threading
 import uuid
 
 import httpx
@@ -14,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from conftest import API_KEY
+from conftest import API_KEY, run_concurrently
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("TILED_COMPAT_TREE", "demo") not in ("catalog", "postgres"),
@@ -119,21 +118,12 @@ def test_eight_concurrent_appenders(writer):
     key = fresh_key()
     schema = pa.Table.from_pandas(frame(0, 1), preserve_index=False).schema
     node = writer.create_appendable_table(schema, key=key)
-    errors = []
 
     def append(w):
-        try:
-            for i in range(10):
-                node.append_partition(0, frame(w * 1000 + i * 10, 10))
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for i in range(10):
+            node.append_partition(0, frame(w * 1000 + i * 10, 10))
 
-    threads = [threading.Thread(target=append, args=(w,)) for w in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_concurrently(append)
     got = writer[key].read()
     assert len(got) == 800
     expected = sorted(w * 1000 + j for w in range(8) for j in range(100))

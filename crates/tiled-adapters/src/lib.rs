@@ -27,7 +27,7 @@ pub use node::{
     ContainerAdapter, DataSourceLister, Distinct, DistinctRequest, DistinctValue, MemoryContainer,
     Metadata, Node, NodeData, SearchPage, SortKey,
 };
-pub use table::{MemoryTable, TableAdapter};
+pub use table::{MemoryTable, TableAdapter, columns_share};
 pub use write::{MetadataRevision, MountedWriters, NewChild, TreeWriter};
 
 /// Why an adapter could not answer.

@@ -53,6 +53,18 @@ pub trait TableAdapter: Send + Sync {
     fn column_array(&self, name: &str) -> Option<Arc<dyn ArrayAdapter>>;
 }
 
+/// The bytes a read of `columns` (all when `None`) would take from a
+/// partition of `total` bytes over `nfields` columns, without reading it:
+/// the columns' share, rounded up (columns are not all the same width, so
+/// it is an estimate for the response-size check).
+pub fn columns_share(total: usize, columns: Option<&[String]>, nfields: usize) -> usize {
+    let n = nfields.max(1);
+    match columns {
+        Some(c) => total * c.len().min(n) / n + 1,
+        None => total,
+    }
+}
+
 /// Check `columns` against a schema and return their indices.
 ///
 /// # Errors

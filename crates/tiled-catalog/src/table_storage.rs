@@ -407,11 +407,11 @@ impl TableAdapter for SegmentTable {
             .iter()
             .map(|s| s.bytes)
             .sum();
-        let n = self.schema.fields().len().max(1);
-        Some(match columns {
-            Some(c) => total * c.len().min(n) / n + 1,
-            None => total,
-        })
+        Some(tiled_adapters::columns_share(
+            total,
+            columns,
+            self.schema.fields().len(),
+        ))
     }
 
     fn read_partition(

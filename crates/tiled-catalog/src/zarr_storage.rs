@@ -376,21 +376,34 @@ impl WritableArray {
     }
 
     fn read_box(&self, offset: &[usize], shape: &[usize]) -> Result<Vec<u8>, AdapterError> {
-        if shape.contains(&0) {
-            return Ok(Vec::new());
-        }
-        let subset = ArraySubset::new_with_start_shape(
-            offset.iter().map(|&o| o as u64).collect(),
-            shape.iter().map(|&n| n as u64).collect(),
-        )
-        .map_err(|e| internal(&self.label, e))?;
-        let bytes: ArrayBytes<'static> = self
-            .array
-            .retrieve_array_subset(&subset)
-            .map_err(|e| internal(&self.label, e))?;
-        let bytes = bytes.into_fixed().map_err(|e| internal(&self.label, e))?;
-        Ok(bytes.into_owned())
+        read_box(&self.array, offset, shape).map_err(|e| internal(&self.label, e))
     }
+}
+
+/// The C-order bytes of the box at `offset` with `shape` of a fixed-size
+/// array (zarrs decodes only the chunks the box touches). Shared by the
+/// catalog's writable arrays and `tiled-files`' Zarr stores.
+///
+/// # Errors
+/// zarrs' message: a box outside the array, an unreadable or undecodable
+/// chunk, a variable-size data type.
+pub fn read_box<S: ?Sized + zarrs::storage::ReadableStorageTraits + 'static>(
+    array: &Array<S>,
+    offset: &[usize],
+    shape: &[usize],
+) -> Result<Vec<u8>, String> {
+    if shape.contains(&0) {
+        return Ok(Vec::new());
+    }
+    let subset = ArraySubset::new_with_start_shape(
+        offset.iter().map(|&o| o as u64).collect(),
+        shape.iter().map(|&n| n as u64).collect(),
+    )
+    .map_err(|e| e.to_string())?;
+    let bytes: ArrayBytes<'static> = array
+        .retrieve_array_subset(&subset)
+        .map_err(|e| e.to_string())?;
+    Ok(bytes.into_fixed().map_err(|e| e.to_string())?.into_owned())
 }
 
 impl ArrayAdapter for WritableArray {

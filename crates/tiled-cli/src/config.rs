@@ -108,8 +108,8 @@ pub struct AccessConfig {
     pub provider: String,
     /// Where the tag definitions come from.
     pub definitions: TagDefinitions,
-    /// The scopes the policy may grant (`args.scopes`; `None`: all).
-    pub scopes: Option<Vec<String>>,
+    /// The scopes the policy may grant (`args.scopes`; by default all).
+    pub scopes: std::collections::BTreeSet<String>,
 }
 
 /// Where an access policy's tag definitions come from.
@@ -499,30 +499,21 @@ fn access_control(ac: &Value, base: &Path) -> Result<AccessConfig, ConfigError> 
     )?
     .to_string();
     let scopes = match args.get("scopes").filter(|v| !v.is_null()) {
-        None => None,
+        None => tiled_server::access::all_scopes(),
         Some(v) => {
             let list = v
                 .as_array()
                 .ok_or_else(|| err("access_control.args.scopes", "expected a list of scopes"))?;
-            let mut out = Vec::new();
+            let mut out = std::collections::BTreeSet::new();
             for (i, s) in list.iter().enumerate() {
                 let key = format!("access_control.args.scopes[{i}]");
                 let s = as_str(s, &key)?;
                 if !tiled_server::access::ALL_SCOPES.contains(&s) {
                     return Err(err(&key, format!("{s:?} is not a scope")));
                 }
-                out.push(s.to_string());
+                out.insert(s.to_string());
             }
-            Some(out)
-        }
-    };
-    let all_scopes = || -> std::collections::BTreeSet<String> {
-        match &scopes {
-            Some(s) => s.iter().cloned().collect(),
-            None => tiled_server::access::ALL_SCOPES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            out
         }
     };
     let sources: Vec<&str> = ["tags", "tag_config", "access_tags_parser"]
@@ -567,7 +558,7 @@ fn access_control(ac: &Value, base: &Path) -> Result<AccessConfig, ConfigError> 
         Some("tag_config") => match &args["tag_config"] {
             Value::String(path) => TagDefinitions::File(resolve(base, path)),
             Value::Object(_) => TagDefinitions::Inline(
-                tiled_server::access::compile_tag_definitions(&args["tag_config"], &all_scopes())
+                tiled_server::access::compile_tag_definitions(&args["tag_config"], &scopes)
                     .map_err(|e| err("access_control.args.tag_config", e))?,
             ),
             _ => {
@@ -595,7 +586,7 @@ fn access_control(ac: &Value, base: &Path) -> Result<AccessConfig, ConfigError> 
                     let owners = table.owners.entry(tag.clone()).or_default();
                     for (i, u) in list.iter().enumerate() {
                         let name = as_str(u, &format!("{key}[{i}]"))?.to_string();
-                        grants.insert(name.clone(), all_scopes());
+                        grants.insert(name.clone(), scopes.clone());
                         owners.insert(name);
                     }
                 }

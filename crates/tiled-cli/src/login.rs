@@ -586,16 +586,7 @@ fn admin_local(command: AdminCommand) -> Result<(), String> {
             );
         }
         AdminCommand::CompileTags { tags, catalog } => {
-            let text =
-                std::fs::read_to_string(&tags).map_err(|e| format!("{}: {e}", tags.display()))?;
-            let value: serde_json::Value =
-                serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", tags.display()))?;
-            let scopes = tiled_server::access::ALL_SCOPES
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-            let table = tiled_server::access::compile_tag_definitions(&value, &scopes)
-                .map_err(|e| format!("{}: {e}", tags.display()))?;
+            let table = crate::compile_tag_file(&tags, &tiled_server::access::all_scopes())?;
             let uri = tiled_catalog::CatalogUri::parse(&catalog).map_err(|e| e.to_string())?;
             let catalog = tiled_catalog::Catalog::open(&uri, false).map_err(|e| e.to_string())?;
             let rows = crate::tag_rows_from_table(&table);

@@ -972,6 +972,21 @@ fn build_multi_user(
 /// before they are read again: edits apply within this time.
 const TAG_DEFINITIONS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Read and compile a tag file (upstream's format).
+///
+/// # Errors
+/// An unreadable file, bad YAML, or a mistake in the definitions, each
+/// prefixed with the file's path.
+fn compile_tag_file(
+    path: &std::path::Path,
+    scopes: &std::collections::BTreeSet<String>,
+) -> Result<tiled_server::access::TagTable, String> {
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| at(&e))?;
+    let value: serde_json::Value = serde_saphyr::from_str(&text).map_err(|e| at(&e))?;
+    tiled_server::access::compile_tag_definitions(&value, scopes).map_err(|e| at(&e))
+}
+
 /// Tag definitions as the catalog stores them → the policy's table
 /// (scopes outside `scopes` are dropped).
 fn tag_table_from_rows(
@@ -1036,26 +1051,16 @@ fn access_policy(
     a: config::AccessConfig,
     tags_catalog: Option<&str>,
 ) -> Result<tiled_server::access::TagPolicy, String> {
-    use tiled_server::access::{ALL_SCOPES, TagPolicy, TagSource, compile_tag_definitions};
-    let scopes: std::collections::BTreeSet<String> = match &a.scopes {
-        Some(s) => s.iter().cloned().collect(),
-        None => ALL_SCOPES.iter().map(|s| s.to_string()).collect(),
-    };
+    use tiled_server::access::{TagPolicy, TagSource};
+    let scopes = a.scopes;
     let source = match a.definitions {
         config::TagDefinitions::Inline(table) => TagSource::Fixed(Arc::new(table)),
         config::TagDefinitions::File(path) => {
             let load_scopes = scopes.clone();
-            let load = move || -> Result<tiled_server::access::TagTable, String> {
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                let value: serde_json::Value = serde_saphyr::from_str(&text)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                compile_tag_definitions(&value, &load_scopes)
-                    .map_err(|e| format!("{}: {e}", path.display()))
-            };
+            let load = move || compile_tag_file(&path, &load_scopes);
             // A file that does not compile at start-up is a config error.
-            load().map_err(|e| format!("access_control.args.tag_config: {e}"))?;
-            TagSource::live(load, TAG_DEFINITIONS_TTL)
+            let first = load().map_err(|e| format!("access_control.args.tag_config: {e}"))?;
+            TagSource::live(first, load, TAG_DEFINITIONS_TTL)
         }
         config::TagDefinitions::Catalog => {
             let key = "access_control.args.access_tags_parser";
@@ -1079,7 +1084,7 @@ fn access_policy(
                      `tiled admin compile-tags TAGS.yml --catalog {uri}`"
                 );
             }
-            TagSource::live(load, TAG_DEFINITIONS_TTL)
+            TagSource::live(table, load, TAG_DEFINITIONS_TTL)
         }
     };
     Ok(TagPolicy {

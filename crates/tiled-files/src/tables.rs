@@ -368,11 +368,11 @@ impl TableAdapter for ParquetTable {
             .get(partition)
             .copied()
             .or((partition == 0).then_some(0))?;
-        let n = self.schema.fields().len().max(1);
-        Some(match columns {
-            Some(c) => total * c.len().min(n) / n + 1,
-            None => total,
-        })
+        Some(tiled_adapters::columns_share(
+            total,
+            columns,
+            self.schema.fields().len(),
+        ))
     }
 
     fn read_partition(

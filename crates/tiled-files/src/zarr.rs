@@ -21,7 +21,7 @@ use tiled_model::dtype::{BuiltinDtype, DataType, Kind};
 use tiled_model::slice::ResolvedSlice;
 use tiled_model::structure::ArrayStructure;
 use zarrs::array::data_type as dt;
-use zarrs::array::{Array, ArrayBytes, ArrayMetadata, ArrayShardedExt, ArraySubset, ChunkGrid};
+use zarrs::array::{Array, ArrayMetadata, ArrayShardedExt, ChunkGrid};
 use zarrs::filesystem::FilesystemStore;
 use zarrs::metadata::GroupMetadata;
 use zarrs::node::{Node, NodeMetadata};
@@ -244,20 +244,8 @@ struct ZarrArray {
 impl ZarrArray {
     /// The C-order bytes of the box at `offset` with `shape`.
     fn read_box(&self, offset: &[usize], shape: &[usize]) -> Result<Vec<u8>, AdapterError> {
-        if shape.contains(&0) {
-            return Ok(Vec::new());
-        }
-        let subset = ArraySubset::new_with_start_shape(
-            offset.iter().map(|&o| o as u64).collect(),
-            shape.iter().map(|&n| n as u64).collect(),
-        )
-        .map_err(|e| internal(&self.path, e))?;
-        let bytes: ArrayBytes<'static> = self
-            .array
-            .retrieve_array_subset(&subset)
-            .map_err(|e| internal(&self.path, e))?;
-        let bytes = bytes.into_fixed().map_err(|e| internal(&self.path, e))?;
-        Ok(bytes.into_owned())
+        tiled_catalog::zarr_storage::read_box(&self.array, offset, shape)
+            .map_err(|e| internal(&self.path, e))
     }
 }
 

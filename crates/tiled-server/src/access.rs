@@ -20,7 +20,7 @@
 //! - **API keys restricted to tags** (`access_tags` at creation) reach only
 //!   nodes carrying one of those tags, and may apply only those.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,11 @@ pub const ALL_SCOPES: &[&str] = &[
     "read:webhooks",
     "write:webhooks",
 ];
+
+/// [`ALL_SCOPES`] as a set (a policy's default `scopes`).
+pub fn all_scopes() -> BTreeSet<String> {
+    ALL_SCOPES.iter().map(|s| s.to_string()).collect()
+}
 
 /// The scopes a public tag grants to everyone.
 pub const PUBLIC_SCOPES: &[&str] = &["read:metadata", "read:data"];
@@ -99,11 +104,6 @@ impl TagTable {
     pub fn is_owner(&self, tag: &str, who: &str) -> bool {
         self.owners.get(tag).is_some_and(|o| o.contains(who))
     }
-
-    /// Whether `tag` is public.
-    pub fn is_public(&self, tag: &str) -> bool {
-        tag.eq_ignore_ascii_case(PUBLIC_TAG) || self.public.contains(tag)
-    }
 }
 
 type Loader = Box<dyn Fn() -> Result<TagTable, String> + Send + Sync>;
@@ -132,15 +132,17 @@ impl std::fmt::Debug for TagSource {
 }
 
 impl TagSource {
-    /// A source read by `load`, cached for `ttl`.
+    /// A source read by `load`, cached for `ttl`, starting from `first`
+    /// (what `load` returned at start-up, so it is not read twice).
     pub fn live(
+        first: TagTable,
         load: impl Fn() -> Result<TagTable, String> + Send + Sync + 'static,
         ttl: Duration,
     ) -> Self {
         TagSource::Live {
             load: Box::new(load),
             ttl,
-            cache: Mutex::new(None),
+            cache: Mutex::new(Some((Instant::now(), Arc::new(first)))),
         }
     }
 
@@ -187,7 +189,7 @@ impl TagPolicy {
         TagPolicy {
             provider: provider.into(),
             source: TagSource::Fixed(Arc::new(table)),
-            scopes: ALL_SCOPES.iter().map(|s| s.to_string()).collect(),
+            scopes: all_scopes(),
         }
     }
 
@@ -292,21 +294,19 @@ pub enum Visibility {
     Tags(Arc<CallerTags>),
 }
 
-impl Visibility {
-    /// The caller's holdings, when a policy applies.
-    pub fn caller(&self) -> Option<&CallerTags> {
-        match self {
-            Visibility::All => None,
-            Visibility::Admin(c) | Visibility::Tags(c) => Some(c),
-        }
-    }
-}
-
 /// A container whose children are filtered by access tags.
+/// It lives for one request, and remembers the children it was asked for:
+/// a request first walks its path for the node scopes
+/// ([`scopes_on_path`]) and then resolves it again in its handler, and the
+/// second walk should not query the catalog again.
 struct Filtered {
     inner: Arc<dyn ContainerAdapter>,
     tags: Arc<Vec<String>>,
+    looked_up: Mutex<HashMap<String, Option<Node>>>,
 }
+
+/// At most this many children remembered per container and request.
+const LOOKUPS_KEPT: usize = 16;
 
 impl Filtered {
     fn visible(&self, node: &Node) -> bool {
@@ -342,11 +342,19 @@ impl ContainerAdapter for Filtered {
     }
 
     fn get(&self, key: &str) -> Result<Option<Node>, AdapterError> {
-        Ok(self
+        let mut looked_up = self.looked_up.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = looked_up.get(key) {
+            return Ok(found.clone());
+        }
+        let found = self
             .inner
             .get(key)?
             .filter(|n| self.visible(n))
-            .map(|n| view_readable(&n, &self.tags)))
+            .map(|n| view_readable(&n, &self.tags));
+        if looked_up.len() < LOOKUPS_KEPT {
+            looked_up.insert(key.to_string(), found.clone());
+        }
+        Ok(found)
     }
 
     fn search(
@@ -429,6 +437,7 @@ fn view_readable(node: &Node, readable: &Arc<Vec<String>>) -> Node {
             n.data = NodeData::Container(Arc::new(Filtered {
                 inner: c.clone(),
                 tags: readable.clone(),
+                looked_up: Mutex::new(HashMap::new()),
             }));
             n
         }
@@ -559,41 +568,63 @@ pub fn tags_for_existing_node(
     }
     check_applied(caller, admin, &tags, &current)?;
     for tag in current.iter().filter(|t| !tags.contains(t)) {
-        if let Some(key_tags) = &caller.key_tags
-            && !key_tags.contains(tag)
-        {
-            return Err(refuse(format!(
-                "Cannot remove tag from node: API key is restricted to access tags: {key_tags:?}."
-            )));
-        }
+        // A principal owns its own principal tag.
         let own = caller.who.as_ref().is_some_and(|w| {
             *tag == format!("user:{w}") || (caller.service && *tag == format!("service:{w}"))
         });
-        if own || admin {
-            continue;
-        }
-        if tag == PUBLIC_TAG {
-            return Err(refuse(
-                "Cannot remove 'public' tag from node: only Tiled admins can remove the 'public' tag.",
-            ));
-        }
-        if !caller.table.is_defined(tag) {
-            return Err(refuse(format!(
-                "Cannot remove tag from node: tag={tag:?} is not defined"
-            )));
-        }
-        if !caller
-            .who
-            .as_ref()
-            .is_some_and(|w| caller.table.is_owner(tag, w))
-        {
-            return Err(refuse(format!(
-                "Cannot remove tag from node: user={:?} is not an owner of tag={tag:?}",
-                caller.who.clone().unwrap_or_default()
-            )));
-        }
+        check_tag_change(caller, tag, Change::Remove, own || admin)?;
     }
     Ok(Some(tags))
+}
+
+/// Putting a tag on a node, or taking it off.
+#[derive(Clone, Copy)]
+enum Change {
+    Apply,
+    Remove,
+}
+
+/// Upstream's checks on one tag put on or taken off a node: an API key
+/// restricted to tags may change only those; unless `exempt` (an admin, a
+/// tag already there, the caller's own principal tag) only admins change
+/// `public`, and the tag must be defined and owned by the caller.
+fn check_tag_change(
+    caller: &CallerTags,
+    tag: &str,
+    change: Change,
+    exempt: bool,
+) -> Result<(), ApiError> {
+    let (verb, prep) = match change {
+        Change::Apply => ("apply", "to"),
+        Change::Remove => ("remove", "from"),
+    };
+    if let Some(key_tags) = &caller.key_tags
+        && !key_tags.iter().any(|k| k == tag)
+    {
+        return Err(refuse(format!(
+            "Cannot {verb} tag {prep} node: API key is restricted to access tags: {key_tags:?}."
+        )));
+    }
+    if exempt {
+        return Ok(());
+    }
+    if tag == PUBLIC_TAG {
+        return Err(refuse(format!(
+            "Cannot {verb} 'public' tag {prep} node: only Tiled admins can {verb} the 'public' tag."
+        )));
+    }
+    if !caller.table.is_defined(tag) {
+        return Err(refuse(format!(
+            "Cannot {verb} tag {prep} node: tag={tag:?} is not defined"
+        )));
+    }
+    let who = caller.who.as_deref().unwrap_or_default();
+    if !caller.table.is_owner(tag, who) {
+        return Err(refuse(format!(
+            "Cannot {verb} tag {prep} node: user={who:?} is not an owner of tag={tag:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// The checks on tags being applied (`tags`, of which `already` are on the
@@ -617,33 +648,8 @@ fn check_applied(
             "Cannot manually tag node with user tags.\nReceived access_tags={tags:?}"
         )));
     }
-    let who = caller.who.clone().unwrap_or_default();
     for tag in tags {
-        if let Some(key_tags) = &caller.key_tags
-            && !key_tags.contains(tag)
-        {
-            return Err(refuse(format!(
-                "Cannot apply tag to node: API key is restricted to access tags: {key_tags:?}."
-            )));
-        }
-        if already.contains(tag) || admin {
-            continue;
-        }
-        if tag == PUBLIC_TAG {
-            return Err(refuse(
-                "Cannot apply 'public' tag to node: only Tiled admins can apply the 'public' tag.",
-            ));
-        }
-        if !caller.table.is_defined(tag) {
-            return Err(refuse(format!(
-                "Cannot apply tag to node: tag={tag:?} is not defined"
-            )));
-        }
-        if !caller.table.is_owner(tag, &who) {
-            return Err(refuse(format!(
-                "Cannot apply tag to node: user={who:?} is not an owner of tag={tag:?}"
-            )));
-        }
+        check_tag_change(caller, tag, Change::Apply, already.contains(tag) || admin)?;
     }
     if !admin {
         let granted = caller.scopes_for(tags);
@@ -890,7 +896,7 @@ mod tests {
     use serde_json::json;
 
     fn all() -> BTreeSet<String> {
-        ALL_SCOPES.iter().map(|s| s.to_string()).collect()
+        all_scopes()
     }
 
     fn set(items: &[&str]) -> BTreeSet<String> {
@@ -987,6 +993,67 @@ mod tests {
                 .readable()
                 .contains(&"w".to_string())
         );
+    }
+
+    /// A container counting the lookups that reach it.
+    struct Counting {
+        inner: tiled_adapters::MemoryContainer,
+        gets: std::sync::atomic::AtomicUsize,
+    }
+
+    impl ContainerAdapter for Counting {
+        fn len(&self) -> Result<usize, AdapterError> {
+            self.inner.len()
+        }
+        fn get(&self, key: &str) -> Result<Option<Node>, AdapterError> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.get(key)
+        }
+        fn search(
+            &self,
+            queries: &[Query],
+            sort: &[SortKey],
+            offset: usize,
+            limit: usize,
+        ) -> Result<SearchPage, AdapterError> {
+            self.inner.search(queries, sort, offset, limit)
+        }
+        fn distinct(&self, request: &DistinctRequest<'_>) -> Result<Distinct, AdapterError> {
+            self.inner.distinct(request)
+        }
+    }
+
+    #[test]
+    fn a_request_looks_each_child_up_once() {
+        let mut child = Node::new(NodeData::Container(Arc::new(
+            tiled_adapters::MemoryContainer::new([]),
+        )));
+        child.access_tags = vec!["b".into()];
+        let counting = Arc::new(Counting {
+            inner: tiled_adapters::MemoryContainer::new([("c".to_string(), child)]),
+            gets: Default::default(),
+        });
+        let root = Node::new(NodeData::Container(counting.clone()));
+        let policy = TagPolicy::fixed("toy", table());
+        let bob = Visibility::Tags(Arc::new(policy.caller_tags(Some("bob"), false, None)));
+        let seen = view(&root, &bob);
+        let scopes = scopes_on_path(&seen, &["c".to_string()], &bob).unwrap();
+        assert_eq!(scopes, Some(set(&["read:metadata", "read:data"])));
+        // The handler resolves the same path again: no second lookup.
+        let NodeData::Container(c) = &seen.data else {
+            panic!("not a container")
+        };
+        assert!(c.get("c").unwrap().is_some());
+        assert_eq!(counting.gets.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A hidden child is remembered as missing too.
+        let anonymous = Visibility::Tags(Arc::new(policy.caller_tags(None, false, None)));
+        let seen = view(&root, &anonymous);
+        let NodeData::Container(c) = &seen.data else {
+            panic!("not a container")
+        };
+        assert!(c.get("c").unwrap().is_none());
+        assert!(c.get("c").unwrap().is_none());
+        assert_eq!(counting.gets.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -279,16 +279,7 @@ fn check_csrf(method: &Method, headers: &HeaderMap, params: &Params) -> Result<(
     ) {
         return Ok(());
     }
-    let cookie = |name: &str| {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
-    };
+    let cookie = |name: &str| auth::cookie(headers, name);
     let by_cookie = cookie("tiled_api_key").is_some()
         && params.get("api_key").is_none()
         && headers.get(header::AUTHORIZATION).is_none();
@@ -298,8 +289,7 @@ fn check_csrf(method: &Method, headers: &HeaderMap, params: &Params) -> Result<(
     let sent = headers
         .get("x-csrf")
         .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| params.get("csrf").map(str::to_string));
+        .or_else(|| params.get("csrf"));
     match (cookie("tiled_csrf"), sent) {
         (Some(expected), Some(got)) if !expected.is_empty() && expected == got => Ok(()),
         _ => Err(ApiError::Forbidden(
@@ -462,12 +452,7 @@ async fn route(
     };
     let presented = req.params.get("api_key").is_some()
         || req.headers.get(header::AUTHORIZATION).is_some()
-        || req
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("tiled_api_key="));
+        || auth::cookie(&req.headers, "tiled_api_key").is_some();
     // Logins, refreshes and revocations carry no credentials (or expired
     // ones): their body is the credential. Other auth routes (whoami) see
     // a caller without credentials as anonymous, but refuse bad ones.

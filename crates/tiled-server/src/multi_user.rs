@@ -839,11 +839,7 @@ pub(crate) fn html(status: StatusCode, body: &str) -> Response {
 
 /// Whether the request carries upstream's CSRF cookie.
 pub fn has_csrf_cookie(request_headers: &HeaderMap) -> bool {
-    request_headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.split(';').any(|kv| kv.trim().starts_with("tiled_csrf=")))
+    crate::auth::cookie(request_headers, "tiled_csrf").is_some()
 }
 
 /// Set upstream's CSRF cookie on a response (the multi-user client reads

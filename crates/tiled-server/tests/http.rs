@@ -4,10 +4,11 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
 use serde_json::Value;
 use tiled_server::{AuthConfig, ServerConfig, router};
-use tower::ServiceExt;
+
+mod common;
+use common::{Reply, get, send};
 
 fn app_with(allow_anonymous: bool, limit: usize) -> Router {
     router(
@@ -28,55 +29,6 @@ fn app_with(allow_anonymous: bool, limit: usize) -> Router {
 
 fn app() -> Router {
     app_with(true, tiled_server::DEFAULT_RESPONSE_BYTESIZE_LIMIT)
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body[..self.body.len().min(300)])
-            )
-        })
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Reply {
-    let resp = app.clone().oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn get(app: &Router, uri: &str) -> Reply {
-    send(
-        app,
-        Request::get(uri)
-            .header(header::HOST, "test")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await
 }
 
 fn assert_error(r: &Reply, status: u16, needle: &str) {

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
+use axum::http::{Request, header};
 use tiled_server::metrics::{Metrics, route_label};
 use tiled_server::{AuthConfig, ServerConfig, router_with_metrics};
-use tower::ServiceExt;
+
+mod common;
+use common::{Reply, get, request, send};
 
 fn app(metrics: &Arc<Metrics>, allow_anonymous: bool) -> Router {
     router_with_metrics(
@@ -29,47 +30,6 @@ fn app(metrics: &Arc<Metrics>, allow_anonymous: bool) -> Router {
         None,
         metrics.clone(),
     )
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn text(&self) -> String {
-        String::from_utf8(self.body.clone()).expect("UTF-8 body")
-    }
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Reply {
-    let resp = app.clone().oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn request(uri: &str) -> axum::http::request::Builder {
-    Request::get(uri).header(header::HOST, "test")
-}
-
-async fn get(app: &Router, uri: &str) -> Reply {
-    send(app, request(uri).body(Body::empty()).expect("request")).await
 }
 
 /// The samples of a text-format page: `(name, labels) -> value`.

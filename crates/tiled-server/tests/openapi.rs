@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use http_body_util::BodyExt;
 use serde_json::{Map, Value, json};
 use tiled_adapters::{AdapterError, MetadataRevision, NewChild, TreeWriter};
 use tiled_model::Spec;
@@ -16,7 +15,9 @@ use tiled_server::metrics::{Metrics, route_label};
 use tiled_server::multi_user::{MultiUser, Provider};
 use tiled_server::openapi::{In, ROUTES, Reply as Answer, Route, Security};
 use tiled_server::{AuthConfig, ServerConfig, router_with_metrics};
-use tower::ServiceExt;
+
+mod common;
+use common::{Reply, get, send};
 
 const KEY: &str = "secret";
 
@@ -187,27 +188,7 @@ fn full_app_with(allow_anonymous: bool) -> (Router, String, String) {
     (app, admin_key, admin.uuid.to_string())
 }
 
-struct Reply {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Vec<u8>,
-}
-
 impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "not JSON ({e}): {}",
-                String::from_utf8_lossy(&self.body[..self.body.len().min(300)])
-            )
-        })
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
     fn detail(&self) -> Option<String> {
         let v: Value = serde_json::from_slice(&self.body).ok()?;
         v.get("detail")?.as_str().map(str::to_string)
@@ -224,35 +205,6 @@ impl Reply {
             _ => false,
         }
     }
-}
-
-async fn send(app: &Router, req: Request<Body>) -> Reply {
-    let resp = app.clone().oneshot(req).await.expect("infallible");
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-async fn get(app: &Router, uri: &str) -> Reply {
-    send(
-        app,
-        Request::get(uri)
-            .header(header::HOST, "test")
-            .body(Body::empty())
-            .expect("request"),
-    )
-    .await
 }
 
 /// The route's path with its path parameters filled in: their documented
@@ -312,7 +264,7 @@ async fn request(
 
 async fn document(app: &Router, uri: &str) -> Value {
     let r = get(app, uri).await;
-    assert_eq!(r.status, 200, "{uri}: {}", r.text());
+    assert_eq!(r.status, 200, "{uri}: {}", r.lossy());
     assert_eq!(r.header("content-type"), Some("application/json"), "{uri}");
     r.json()
 }
@@ -497,7 +449,7 @@ async fn every_documented_route_reaches_its_handler() {
             answers.push((
                 uri,
                 r.status,
-                r.text().chars().take(200).collect::<String>(),
+                r.lossy().chars().take(200).collect::<String>(),
                 reached,
             ));
             if !route.path.contains("{provider}") {
@@ -651,7 +603,7 @@ async fn every_route_answered_is_documented() {
                 r.unknown_route(),
                 "{method} {path}: {} {}",
                 r.status,
-                r.text()
+                r.lossy()
             );
         }
     }
@@ -802,7 +754,7 @@ async fn the_docs_are_public_on_a_private_server() {
                 r.status == 200 || uri == "/docs" && r.status.is_redirection(),
                 "{uri}: {} {}",
                 r.status,
-                r.text()
+                r.lossy()
             );
         }
     }
